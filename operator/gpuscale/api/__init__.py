@@ -1,0 +1,1 @@
+"""The TrainingJob and CostPolicy API: pydantic models, parsing helpers and CRD generation."""
