@@ -1,9 +1,10 @@
-"""The generated CRDs: current with the models, structural, and complete for what the operator writes."""
+"""The generated CRDs: current, structural, and complete for what the operator writes."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -96,7 +97,9 @@ def test_training_job_names_and_subresources() -> None:
     assert definition["spec"]["scope"] == "Namespaced"
     assert version["subresources"]["status"] == {}
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.workers.max"
-    columns = [column["name"] for column in version["additionalPrinterColumns"] if "priority" not in column]
+    columns = [
+        column["name"] for column in version["additionalPrinterColumns"] if "priority" not in column
+    ]
     assert columns == ["Phase", "Workers", "GPUs", "Cost/h", "Age"]
 
 
@@ -120,7 +123,10 @@ def test_name_rules_at_root() -> None:
 def test_cross_field_rules_present() -> None:
     spec = openapi_schema(crd.training_job_crd())["properties"]["spec"]
 
-    assert spec["properties"]["workers"]["x-kubernetes-validations"][0]["rule"] == "self.min <= self.max"
+    assert (
+        spec["properties"]["workers"]["x-kubernetes-validations"][0]["rule"]
+        == "self.min <= self.max"
+    )
     assert spec["properties"]["port"]["minimum"] == 1024
     assert spec["properties"]["port"]["default"] == 2222
     assert spec["properties"]["gpusPerWorker"]["type"] == "integer"

@@ -60,12 +60,17 @@ def test_full_spec_parses() -> None:
             {"name": "BATCH", "value": "64"},
             {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         ],
-        resources={"requests": {"cpu": 2, "memory": "8Gi"}, "limits": {"cpu": "4", "memory": "16Gi"}},
+        resources={
+            "requests": {"cpu": 2, "memory": "8Gi"},
+            "limits": {"cpu": "4", "memory": "16Gi"},
+        },
         template={
             "volumes": [{"name": "ckpt", "persistentVolumeClaim": {"claimName": "shared"}}],
             "volumeMounts": [{"name": "ckpt", "mountPath": "/data", "subPath": "data"}],
             "nodeSelector": {"pool": "gpu"},
-            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "tolerations": [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+            ],
             "serviceAccountName": "trainer",
         },
         checkpoint={"path": "/ckpt", "volume": "ckpt"},
@@ -102,7 +107,11 @@ INVALID_SPECS = [
     ("too many gpus", {"gpusPerWorker": 17}, "spec.gpusPerWorker"),
     ("port 22", {"port": 22}, "spec.port"),
     ("port 70000", {"port": 70000}, "spec.port"),
-    ("misspelled gpuPerWorker", {"gpusPerWorker": None, "gpuPerWorker": 1}, "did you mean gpusPerWorker"),
+    (
+        "misspelled gpuPerWorker",
+        {"gpusPerWorker": None, "gpuPerWorker": 1},
+        "did you mean gpusPerWorker",
+    ),
     ("missing image", {"image": None}, "spec.image: required field is missing"),
     ("empty image", {"image": ""}, "spec.image"),
     ("negative backoff", {"backoffLimit": -1}, "spec.backoffLimit"),
@@ -114,7 +123,11 @@ INVALID_SPECS = [
     ("ceiling not a number", {"costCeilingPerHour": "twelve"}, "spec.costCeilingPerHour"),
     ("budget with currency", {"maxTotalCost": "$100"}, "spec.maxTotalCost"),
     ("reserved env TF_CONFIG", {"env": [{"name": "TF_CONFIG", "value": "{}"}]}, "env TF_CONFIG"),
-    ("reserved env prefix", {"env": [{"name": "GPUSCALE_WORKER_INDEX", "value": "0"}]}, "GPUSCALE_"),
+    (
+        "reserved env prefix",
+        {"env": [{"name": "GPUSCALE_WORKER_INDEX", "value": "0"}]},
+        "GPUSCALE_",
+    ),
     (
         "env value and valueFrom",
         {"env": [{"name": "A", "value": "1", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}]},
@@ -156,7 +169,11 @@ INVALID_SPECS = [
         "greater than limits.memory",
     ),
     ("bad toleration effect", {"template": {"tolerations": [{"effect": "Sometimes"}]}}, "effect"),
-    ("bad service account", {"template": {"serviceAccountName": "Trainer_SA"}}, "serviceAccountName"),
+    (
+        "bad service account",
+        {"template": {"serviceAccountName": "Trainer_SA"}},
+        "serviceAccountName",
+    ),
     ("unknown template field", {"template": {"affinity": {}}}, "unknown field"),
 ]
 
@@ -278,7 +295,11 @@ def test_cost_policy_without_ceiling() -> None:
 
 
 INVALID_POLICY_SPECS = [
-    ("negative price", {"gpuPricing": {"prices": {"T4": "-0.5"}, "defaultPrice": "1"}}, "prices.T4"),
+    (
+        "negative price",
+        {"gpuPricing": {"prices": {"T4": "-0.5"}, "defaultPrice": "1"}},
+        "prices.T4",
+    ),
     ("negative default price", {"gpuPricing": {"defaultPrice": "-1"}}, "defaultPrice"),
     ("missing default price", {"gpuPricing": {}}, "defaultPrice: required field is missing"),
     ("ceiling not a number", {"ceilingPerHour": "forty dollars"}, "spec.ceilingPerHour"),
@@ -292,7 +313,11 @@ INVALID_POLICY_SPECS = [
     ),
     (
         "Exists with values",
-        {"namespaceSelector": {"matchExpressions": [{"key": "t", "operator": "Exists", "values": ["a"]}]}},
+        {
+            "namespaceSelector": {
+                "matchExpressions": [{"key": "t", "operator": "Exists", "values": ["a"]}]
+            }
+        },
         "takes no values",
     ),
     ("unknown field", {"ceiling": "1"}, "did you mean ceilingPerHour"),
@@ -312,7 +337,11 @@ def test_invalid_cost_policy_rejected(changes: dict[str, Any], fragment: str) ->
 
 def test_cost_policy_object_parses() -> None:
     policy = parse_cost_policy(
-        {"metadata": {"name": "cluster-wide"}, "spec": VALID_POLICY_SPEC, "status": {"gpusInUse": 8}}
+        {
+            "metadata": {"name": "cluster-wide"},
+            "spec": VALID_POLICY_SPEC,
+            "status": {"gpusInUse": 8},
+        }
     )
 
     assert policy.status.gpus_in_use == 8

@@ -57,7 +57,11 @@ def test_selector_matches_pod_labels() -> None:
 
 
 def test_names_unique_across_groups() -> None:
-    pods = {names.pod_name("job", generation, index) for generation in range(1, 30) for index in range(64)}
+    pods = {
+        names.pod_name("job", generation, index)
+        for generation in range(1, 30)
+        for index in range(64)
+    }
 
     assert len(pods) == 29 * 64
 

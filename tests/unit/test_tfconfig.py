@@ -13,7 +13,12 @@ from gpuscale.planning.tfconfig import build_tf_config, tf_config_json, worker_a
 
 JOB = JobIdentity(name="mnist", namespace="team-a", uid="uid-1")
 SPEC = parse_training_job_spec(
-    {"image": "gpuscale/trainer:0.1.0", "workers": {"min": 1, "max": 8}, "gpusPerWorker": 1, "port": 3333}
+    {
+        "image": "gpuscale/trainer:0.1.0",
+        "workers": {"min": 1, "max": 8},
+        "gpusPerWorker": 1,
+        "port": 3333,
+    }
 )
 
 
@@ -54,7 +59,9 @@ def test_port_matches_service_port() -> None:
     config = build_tf_config("mnist", "team-a", 1, 3, 0, SPEC.port)
 
     service_port = service["spec"]["ports"][0]["port"]
-    assert {address.rsplit(":", 1)[1] for address in config["cluster"]["worker"]} == {str(service_port)}
+    assert {address.rsplit(":", 1)[1] for address in config["cluster"]["worker"]} == {
+        str(service_port)
+    }
     assert service["metadata"]["name"] == "mnist"
 
 
@@ -73,7 +80,10 @@ def test_json_is_compact_and_stable() -> None:
 
 
 def test_worker_addresses_order() -> None:
-    assert worker_addresses("a", "b", 1, 2, 2222) == ["a-g1-w0.a.b.svc:2222", "a-g1-w1.a.b.svc:2222"]
+    assert worker_addresses("a", "b", 1, 2, 2222) == [
+        "a-g1-w0.a.b.svc:2222",
+        "a-g1-w1.a.b.svc:2222",
+    ]
 
 
 @pytest.fixture(scope="module")

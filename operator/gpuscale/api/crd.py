@@ -31,9 +31,9 @@ DEFAULT_OUT = Path(__file__).resolve().parents[3] / "crds"
 _NAME_RULES = [
     {
         "rule": f"self.metadata.name.size() <= {models.MAX_JOB_NAME_LENGTH}",
-        "message": f"metadata.name must have at most {models.MAX_JOB_NAME_LENGTH} characters so that "
-        "every worker pod name (<name>-g<generation>-w<index>) fits in a 63-character DNS label; "
-        "choose a shorter name",
+        "message": f"metadata.name must have at most {models.MAX_JOB_NAME_LENGTH} characters "
+        "so that every worker pod name (<name>-g<generation>-w<index>) fits in a 63-character "
+        "DNS label; choose a shorter name",
     },
     {
         "rule": f"self.metadata.name.matches('{models.JOB_NAME_PATTERN}')",
@@ -95,7 +95,14 @@ def _convert(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, A
         if len(present) == 1:
             del schema["anyOf"]
             inner = _convert(present[0], definitions)
-            schema = {**inner, **{key: value for key, value in schema.items() if key != "default" or value is not None}}
+            schema = {
+                **inner,
+                **{
+                    key: value
+                    for key, value in schema.items()
+                    if key != "default" or value is not None
+                },
+            }
         elif len(present) < len(variants):
             schema["anyOf"] = present
 
@@ -153,7 +160,7 @@ def cost_policy_crd() -> dict[str, Any]:
         plural=models.COST_POLICY_PLURAL,
         scope="Cluster",
         short_names=["cpol"],
-        description="A cost ceiling and GPU prices for the TrainingJobs in the selected namespaces.",
+        description="A cost ceiling and GPU prices for the TrainingJobs of selected namespaces.",
         spec_schema=structural_schema(models.CostPolicySpec),
         status_schema=structural_schema(models.CostPolicyStatus),
         root_rules=None,
@@ -263,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Generate the gpuscale CRD YAML from the pydantic models.",
     )
     parser.add_argument(
-        "--out", type=Path, default=DEFAULT_OUT, help=f"folder of the CRD files (default {DEFAULT_OUT})"
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"folder of the CRD files (default {DEFAULT_OUT})",
     )
     parser.add_argument(
         "--check",

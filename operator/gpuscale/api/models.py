@@ -20,11 +20,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     StrictBool,
     StrictInt,
     StrictStr,
     StringConstraints,
-    PlainValidator,
     WithJsonSchema,
     model_validator,
 )
@@ -78,7 +78,9 @@ Quantity = Annotated[
     ),
 ]
 ShortName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=253)]
-DnsLabel = Annotated[str, StringConstraints(strict=True, pattern=DNS_1123_LABEL_PATTERN, max_length=63)]
+DnsLabel = Annotated[
+    str, StringConstraints(strict=True, pattern=DNS_1123_LABEL_PATTERN, max_length=63)
+]
 
 
 def _nested_default() -> dict[str, Any]:
@@ -116,7 +118,9 @@ class Condition(StatusModel):
     type: StrictStr = Field(description="Condition type in CamelCase, for example Ready.")
     status: Literal["True", "False", "Unknown"]
     reason: StrictStr | None = Field(None, description="CamelCase reason for the last transition.")
-    message: StrictStr | None = Field(None, description="Human-readable detail of the last transition.")
+    message: StrictStr | None = Field(
+        None, description="Human-readable detail of the last transition."
+    )
     last_transition_time: datetime | None = Field(
         None, description="When status last changed, RFC 3339."
     )
@@ -164,9 +168,9 @@ class LabelSelectorRequirement(SpecModel):
 class LabelSelector(SpecModel):
     """A Kubernetes label selector. An empty selector selects everything."""
 
-    match_labels: dict[str, Annotated[str, StringConstraints(strict=True, max_length=63)]] | None = (
-        Field(None, max_length=64)
-    )
+    match_labels: (
+        dict[str, Annotated[str, StringConstraints(strict=True, max_length=63)]] | None
+    ) = Field(None, max_length=64)
     match_expressions: list[LabelSelectorRequirement] | None = Field(None, max_length=64)
 
 
@@ -272,7 +276,8 @@ class PodTemplateOverride(SpecModel):
                     "listed in template.volumes",
                 },
                 {
-                    "rule": f"!has(self.volumes) || self.volumes.all(v, v.name != '{CHECKPOINT_EMPTYDIR_VOLUME}')",
+                    "rule": "!has(self.volumes) || "
+                    f"self.volumes.all(v, v.name != '{CHECKPOINT_EMPTYDIR_VOLUME}')",
                     "message": f"template.volumes: the name {CHECKPOINT_EMPTYDIR_VOLUME} is "
                     "reserved for the operator's checkpoint volume; rename the volume",
                 },
@@ -286,12 +291,14 @@ class PodTemplateOverride(SpecModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     volume_mounts: list[VolumeMount] | None = Field(None, max_length=64)
-    node_selector: dict[str, Annotated[str, StringConstraints(strict=True, max_length=63)]] | None = (
-        Field(None, max_length=64)
-    )
+    node_selector: (
+        dict[str, Annotated[str, StringConstraints(strict=True, max_length=63)]] | None
+    ) = Field(None, max_length=64)
     tolerations: list[Toleration] | None = Field(None, max_length=64)
     service_account_name: (
-        Annotated[str, StringConstraints(strict=True, pattern=DNS_1123_SUBDOMAIN_PATTERN, max_length=253)]
+        Annotated[
+            str, StringConstraints(strict=True, pattern=DNS_1123_SUBDOMAIN_PATTERN, max_length=253)
+        ]
         | None
     ) = Field(
         None,
@@ -403,7 +410,7 @@ class TrainingJobSpec(SpecModel):
     env: list[EnvVar] | None = Field(
         None,
         max_length=256,
-        description="Extra environment variables. TF_CONFIG and GPUSCALE_* are set by the operator.",
+        description="Extra environment variables; the operator sets TF_CONFIG and GPUSCALE_*.",
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
@@ -460,8 +467,8 @@ class TrainingJobSpec(SpecModel):
         for variable in self.env or []:
             if variable.name == RESERVED_ENV_NAME or variable.name.startswith(RESERVED_ENV_PREFIX):
                 raise ValueError(
-                    f"env {variable.name}: {RESERVED_ENV_NAME} and {RESERVED_ENV_PREFIX}* variables "
-                    "are set by the operator for each worker; remove it"
+                    f"env {variable.name}: {RESERVED_ENV_NAME} and {RESERVED_ENV_PREFIX}* "
+                    "variables are set by the operator for each worker; remove it"
                 )
 
         template_volumes = [v.name for v in (self.template.volumes or [])] if self.template else []
@@ -510,10 +517,14 @@ class TrainingJobStatus(StatusModel):
         None, ge=0, description="GPUs held by the job's pods now, terminating pods included."
     )
     generation: StrictInt | None = Field(
-        None, ge=0, description="Generation of the current worker group, from 1; 0 before the first."
+        None,
+        ge=0,
+        description="Generation of the current worker group, from 1; 0 before the first.",
     )
     restarts: StrictInt | None = Field(
-        None, ge=0, description="Group restarts after worker failures, counted against backoffLimit."
+        None,
+        ge=0,
+        description="Group restarts after worker failures, counted against backoffLimit.",
     )
     start_time: datetime | None = None
     completion_time: datetime | None = None
@@ -559,13 +570,14 @@ DEFAULT_RESTART_COST_SECONDS = 120
 class GpuPricing(SpecModel):
     """Price of one GPU-hour, looked up by a label of the node the pod runs on."""
 
-    node_label: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=317)] = Field(
-        DEFAULT_GPU_PRICE_LABEL, description="Node label whose value selects the price."
+    node_label: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=317)] = (
+        Field(DEFAULT_GPU_PRICE_LABEL, description="Node label whose value selects the price.")
     )
     prices: dict[str, Dollars] | None = Field(
         None,
         max_length=256,
-        description='US dollars per GPU-hour by label value, for example {"NVIDIA-A100-SXM4-80GB": "2.10"}.',
+        description="US dollars per GPU-hour by label value, for example "
+        '{"NVIDIA-A100-SXM4-80GB": "2.10"}.',
     )
     default_price: Dollars = Field(
         description="US dollars per GPU-hour on nodes whose label value is not in prices."
@@ -710,7 +722,9 @@ _QUANTITY_SUFFIXES = {
     "P": Decimal("1e15"),
     "E": Decimal("1e18"),
 }
-_QUANTITY_RE = re.compile(r"^(?P<number>[0-9]+(\.[0-9]*)?|\.[0-9]+)(?P<suffix>[KMGTPE]i|[numkMGTPE]|[eE][0-9]+)?$")
+_QUANTITY_RE = re.compile(
+    r"^(?P<number>[0-9]+(\.[0-9]*)?|\.[0-9]+)(?P<suffix>[KMGTPE]i|[numkMGTPE]|[eE][0-9]+)?$"
+)
 
 
 def parse_quantity(quantity: int | str) -> Decimal:

@@ -45,9 +45,13 @@ def parse_training_job_spec(spec: Mapping[str, Any], name: str = "") -> Training
     return _parse(TrainingJobSpec, spec, f"TrainingJob {name}".strip(), prefix="spec")
 
 
-def parse_training_job_status(status: Mapping[str, Any] | None, name: str = "") -> TrainingJobStatus:
+def parse_training_job_status(
+    status: Mapping[str, Any] | None, name: str = ""
+) -> TrainingJobStatus:
     """Parse the status of a TrainingJob; a missing status gives an empty model."""
-    return _parse(TrainingJobStatus, status or {}, f"TrainingJob {name} status".strip(), prefix="status")
+    return _parse(
+        TrainingJobStatus, status or {}, f"TrainingJob {name} status".strip(), prefix="status"
+    )
 
 
 def parse_cost_policy(body: Mapping[str, Any]) -> CostPolicy:
@@ -61,7 +65,7 @@ def parse_cost_policy_spec(spec: Mapping[str, Any], name: str = "") -> CostPolic
 
 
 def to_plain(value: Any) -> Any:
-    """Copy mappings and sequences (kopf's Body and Spec views included) into plain dicts and lists."""
+    """Copy mappings and sequences (kopf's Body and Spec views too) into plain dicts and lists."""
     if isinstance(value, Mapping):
         return {key: to_plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

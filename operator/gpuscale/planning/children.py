@@ -11,7 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gpuscale.api.models import API_VERSION, CHECKPOINT_EMPTYDIR_VOLUME, TRAINING_JOB_KIND, TrainingJobSpec
+from gpuscale.api.models import (
+    API_VERSION,
+    CHECKPOINT_EMPTYDIR_VOLUME,
+    TRAINING_JOB_KIND,
+    TrainingJobSpec,
+)
 from gpuscale.planning.names import (
     ANNOTATION_NUM_WORKERS,
     job_labels,
@@ -114,7 +119,8 @@ def build_worker_pod(
         pod_spec["nodeSelector"] = dict(template.node_selector)
     if template and template.tolerations:
         pod_spec["tolerations"] = [
-            toleration.model_dump(by_alias=True, exclude_none=True) for toleration in template.tolerations
+            toleration.model_dump(by_alias=True, exclude_none=True)
+            for toleration in template.tolerations
         ]
 
     return {
@@ -173,7 +179,9 @@ def _env(
 ) -> list[dict[str, Any]]:
     # The operator's variables come first so that the job's own env may refer to them as $(NAME).
     operator_env = {
-        "TF_CONFIG": tf_config_json(job.name, job.namespace, generation, num_workers, index, spec.port),
+        "TF_CONFIG": tf_config_json(
+            job.name, job.namespace, generation, num_workers, index, spec.port
+        ),
         "GPUSCALE_JOB_NAME": job.name,
         "GPUSCALE_NUM_WORKERS": str(num_workers),
         "GPUSCALE_WORKER_INDEX": str(index),
