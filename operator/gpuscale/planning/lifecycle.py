@@ -212,7 +212,6 @@ class _Planner:
         self.finished()
 
     def fail(self, reason: str, message: str) -> None:
-        self.status["reason"] = reason
         self.finish(FAILED, reason, message)
 
     def blocked(self) -> None:

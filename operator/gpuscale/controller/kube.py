@@ -1,0 +1,106 @@
+"""Cluster I/O for the controller: the few API calls it makes, on plain dicts.
+
+Responses are decoded from JSON directly (`_preload_content=False`) so that pods and jobs reach the
+planners as the dicts the API server sent, in camelCase, without the client's model classes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from gpuscale.api.models import GROUP as API_GROUP
+from gpuscale.api.models import TRAINING_JOB_PLURAL
+from gpuscale.api.models import VERSION as API_VERSION_NAME
+
+
+class KubeApi:
+    """The API calls that reconciling a TrainingJob needs."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    @staticmethod
+    def _decode(response) -> Any:
+        return json.loads(response.data)
+
+    def get_job(self, namespace: str, name: str) -> dict | None:
+        try:
+            return self._decode(self.custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION_NAME, namespace, TRAINING_JOB_PLURAL, name, _preload_content=False))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list_jobs(self) -> list[dict]:
+        return self._decode(self.custom.list_cluster_custom_object(
+            API_GROUP, API_VERSION_NAME, TRAINING_JOB_PLURAL, _preload_content=False))["items"]
+
+    def patch_job_status(self, namespace: str, name: str, status: dict) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            API_GROUP, API_VERSION_NAME, namespace, TRAINING_JOB_PLURAL, name, {"status": status})
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(
+                API_GROUP, API_VERSION_NAME, namespace, TRAINING_JOB_PLURAL, name,
+                body=client.V1DeleteOptions(propagation_policy="Background"))
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict]:
+        return self._decode(self.core.list_namespaced_pod(
+            namespace, label_selector=selector, _preload_content=False))["items"]
+
+    def list_all_pods(self, selector: str) -> list[dict]:
+        return self._decode(self.core.list_pod_for_all_namespaces(
+            label_selector=selector, _preload_content=False))["items"]
+
+    def create_pod(self, pod: dict) -> bool:
+        """Create a pod; return False when one of that name already exists."""
+        try:
+            self.core.create_namespaced_pod(pod["metadata"]["namespace"], pod)
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            self.core.delete_namespaced_pod(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def service_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.read_namespaced_service(name, namespace, _preload_content=False)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def create_service(self, service: dict) -> None:
+        try:
+            self.core.create_namespaced_service(service["metadata"]["namespace"], service)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        try:
+            self.core.delete_namespaced_service(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    def list_nodes(self) -> list[dict]:
+        return self._decode(self.core.list_node(_preload_content=False))["items"]
