@@ -65,7 +65,25 @@ QUANTITY_PATTERN = r"^([0-9]+(\.[0-9]*)?|\.[0-9]+)([KMGTPE]i|[numkMGTPE]|[eE][0-
 DNS_1123_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_1123_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
-Dollars = Annotated[str, StringConstraints(strict=True, pattern=DOLLARS_PATTERN, max_length=16)]
+Dollars = Annotated[
+    str,
+    PlainValidator(lambda value: _validate_dollars(value)),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 16,
+            "x-kubernetes-validations": [
+                {
+                    # CEL string literals treat a backslash as an escape, so the pattern's
+                    # backslashes are doubled.
+                    "rule": "self.matches('" + DOLLARS_PATTERN.replace("\\", "\\\\") + "')",
+                    "messageExpression": "'\"' + self + '\" is not an amount of US dollars: write a "
+                    'non-negative decimal string such as \"12.50\" (at most 6 decimal places)\'',
+                }
+            ],
+        }
+    ),
+]
 Quantity = Annotated[
     int | str,
     PlainValidator(lambda value: _validate_quantity(value)),
@@ -741,6 +759,19 @@ def parse_quantity(quantity: int | str) -> Decimal:
     if suffix[0] in "eE":
         return number * (Decimal(10) ** int(suffix[1:]))
     return number * _QUANTITY_SUFFIXES[suffix]
+
+
+def _validate_dollars(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(
+            f"{value!r} is not a string: quote amounts of US dollars, for example \"12.50\""
+        )
+    if len(value) > 16 or not re.match(DOLLARS_PATTERN, value):
+        raise ValueError(
+            f"{value!r} is not an amount of US dollars: write a non-negative decimal string "
+            'such as "12.50" (at most 6 decimal places)'
+        )
+    return value
 
 
 def _validate_quantity(value: object) -> int | str:
