@@ -78,7 +78,7 @@ Dollars = Annotated[
                     # backslashes are doubled.
                     "rule": "self.matches('" + DOLLARS_PATTERN.replace("\\", "\\\\") + "')",
                     "messageExpression": "'\"' + self + '\" is not an amount of US dollars: write a "
-                    'non-negative decimal string such as \"12.50\" (at most 6 decimal places)\'',
+                    'non-negative decimal string such as "12.50" (at most 6 decimal places)\'',
                 }
             ],
         }
@@ -764,7 +764,7 @@ def parse_quantity(quantity: int | str) -> Decimal:
 def _validate_dollars(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(
-            f"{value!r} is not a string: quote amounts of US dollars, for example \"12.50\""
+            f'{value!r} is not a string: quote amounts of US dollars, for example "12.50"'
         )
     if len(value) > 16 or not re.match(DOLLARS_PATTERN, value):
         raise ValueError(
