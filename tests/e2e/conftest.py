@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from gpuscale.cluster.launcher import ClusterConfig, LocalCluster
 from tests.e2e.kube import Kubectl, wait_until
+from tests.e2e.operator_process import OperatorProcess
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +39,23 @@ def namespace(kubectl: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]
                what=f"the default service account in namespace {name}")
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def crds_installed(kubectl: Kubectl) -> None:
+    """Apply the CRDs from crds/ and wait until the API server serves them."""
+    kubectl.run("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+    for crd in ("trainingjobs.training.gpuscale.io", "costpolicies.training.gpuscale.io"):
+        kubectl.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def operator(local_cluster: LocalCluster, crds_installed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The operator, running for the whole session; tests may restart it."""
+    process = OperatorProcess(local_cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    process.start()
+    yield process
+    process.stop()
