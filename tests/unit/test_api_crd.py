@@ -137,3 +137,12 @@ def test_committed_files_parse_as_yaml() -> None:
     for path in CRDS.glob("*.training.gpuscale.io.yaml"):
         document = yaml.safe_load(path.read_text())
         assert document["kind"] == "CustomResourceDefinition"
+
+
+@pytest.mark.parametrize("build", [crd.training_job_crd, crd.cost_policy_crd])
+def test_cel_rules_escape_backslashes(build: Any) -> None:
+    # CEL reads a backslash in a string literal as an escape, and `\.` is not a valid one, so a
+    # regular expression inside a rule must spell each backslash as `\\`.
+    for path, node in schema_nodes(openapi_schema(build())):
+        for rule in node.get("x-kubernetes-validations", []):
+            assert "\\" not in rule["rule"].replace("\\\\", ""), path
