@@ -107,6 +107,8 @@ def _configure_logging(prefix: str) -> None:
         stream=sys.stdout,
         force=True,
     )
+    # TensorFlow's Python logger repeats its INFO lines through its own handler.
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
 
 
 def _positive_int(text: str) -> int:
