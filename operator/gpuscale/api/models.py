@@ -6,7 +6,8 @@ Python and camelCase on the wire (the alias), as Kubernetes spells them.
 
 Every rule here is also enforced at admission by the generated CRD (OpenAPI keywords for single
 fields, CEL `x-kubernetes-validations` for cross-field rules), so an object that the API server
-accepts parses here too. The only rule checked here alone is requests <= limits for cpu and memory.
+accepts parses here too. Two rules are checked only here: cpu and memory requests must not exceed
+their limits, and integer quantities must not be negative.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ COST_POLICY_PLURAL = "costpolicies"
 # far larger groups; the bound keeps a single gang from claiming a whole cluster by mistake and
 # keeps TF_CONFIG (which lists every worker in every pod's environment) small.
 MAX_WORKERS = 64
-# The most GPUs one worker may request: one pod runs on one node, and nodes carry at most 16 GPUs.
+# The maximum GPUs of one worker. A pod runs on one node, and the largest GPU servers have 16 GPUs
+# (8 is common), so a larger request could never be scheduled.
 MAX_GPUS_PER_WORKER = 16
 # Job names are DNS-1035 labels of at most this many characters, so that every child name
 # (<job>-g<generation>-w<index>) and label value stays a valid DNS label of at most 63 characters.
@@ -52,7 +54,7 @@ JOB_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DEFAULT_PORT = 2222
 DEFAULT_BACKOFF_LIMIT = 3
 DEFAULT_CHECKPOINT_PATH = "/checkpoints"
-# The emptyDir volume that holds checkpoints when spec.checkpoint.volume is not set.
+# The emptyDir volume that contains checkpoints when spec.checkpoint.volume is not set.
 CHECKPOINT_EMPTYDIR_VOLUME = "gpuscale-checkpoint"
 # Environment variables the operator sets in every worker; spec.env must not set them.
 RESERVED_ENV_NAME = "TF_CONFIG"
@@ -95,7 +97,6 @@ Quantity = Annotated[
         }
     ),
 ]
-ShortName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=253)]
 DnsLabel = Annotated[
     str, StringConstraints(strict=True, pattern=DNS_1123_LABEL_PATTERN, max_length=63)
 ]
@@ -263,7 +264,7 @@ class Volume(OpenObject):
 
 
 class VolumeMount(SpecModel):
-    """Where a volume of spec.template.volumes is mounted in the worker container."""
+    """A mount of a volume of spec.template.volumes in the worker container."""
 
     name: DnsLabel
     mount_path: Annotated[str, StringConstraints(strict=True, pattern=r"^/", max_length=4096)]
@@ -360,10 +361,10 @@ class Workers(SpecModel):
     )
 
     min: StrictInt = Field(
-        ge=1, le=MAX_WORKERS, description=f"Fewest workers the job runs with, 1 to {MAX_WORKERS}."
+        ge=1, le=MAX_WORKERS, description=f"Minimum number of workers, 1 to {MAX_WORKERS}."
     )
     max: StrictInt = Field(
-        ge=1, le=MAX_WORKERS, description=f"Most workers the job may grow to, min to {MAX_WORKERS}."
+        ge=1, le=MAX_WORKERS, description=f"Maximum number of workers, min to {MAX_WORKERS}."
     )
 
     @model_validator(mode="after")
@@ -377,7 +378,7 @@ class Workers(SpecModel):
 
 
 class Checkpoint(SpecModel):
-    """Where the trainer keeps its checkpoints."""
+    """The checkpoint folder of the trainer and the volume that contains it."""
 
     path: Annotated[str, StringConstraints(strict=True, pattern=r"^/", max_length=1024)] = Field(
         DEFAULT_CHECKPOINT_PATH,
@@ -552,7 +553,8 @@ class TrainingJobStatus(StatusModel):
         description="The chief's termination message parsed as a JSON object, set on success.",
     )
     cost_per_hour: StrictStr | None = Field(
-        None, description="US dollars per hour of the GPUs the job holds now, a decimal string."
+        None,
+        description="US dollars per hour of the GPUs the job's pods have now, a decimal string.",
     )
     total_cost: StrictStr | None = Field(
         None, description="US dollars spent so far, a decimal string."

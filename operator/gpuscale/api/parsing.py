@@ -28,16 +28,16 @@ class InvalidObjectError(ValueError):
     where it helps, the fix.
     """
 
-    def __init__(self, what: str, problems: list[str]) -> None:
-        self.what = what
+    def __init__(self, subject: str, problems: list[str]) -> None:
+        self.subject = subject
         self.problems = problems
         numbered = " ".join(f"({number}) {problem}." for number, problem in enumerate(problems, 1))
-        super().__init__(f"{what} is invalid: {numbered}")
+        super().__init__(f"{subject} is invalid: {numbered}")
 
 
 def parse_training_job(body: Mapping[str, Any]) -> TrainingJob:
     """Parse a whole TrainingJob object (metadata, spec, status) as the API server returns it."""
-    return _parse(TrainingJob, body, f"TrainingJob {_object_name(body)}", prefix="")
+    return _parse(TrainingJob, body, f"TrainingJob {_namespaced_name(body)}", prefix="")
 
 
 def parse_training_job_spec(spec: Mapping[str, Any], name: str = "") -> TrainingJobSpec:
@@ -56,7 +56,7 @@ def parse_training_job_status(
 
 def parse_cost_policy(body: Mapping[str, Any]) -> CostPolicy:
     """Parse a whole CostPolicy object as the API server returns it."""
-    return _parse(CostPolicy, body, f"CostPolicy {_object_name(body)}", prefix="")
+    return _parse(CostPolicy, body, f"CostPolicy {_namespaced_name(body)}", prefix="")
 
 
 def parse_cost_policy_spec(spec: Mapping[str, Any], name: str = "") -> CostPolicySpec:
@@ -73,15 +73,15 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def _parse(model: type[ModelT], raw: Mapping[str, Any], what: str, prefix: str) -> ModelT:
+def _parse(model: type[ModelT], raw: Mapping[str, Any], subject: str, prefix: str) -> ModelT:
     try:
         return model.model_validate(to_plain(raw))
     except ValidationError as error:
         problems = [_describe(model, item, prefix) for item in error.errors(include_url=False)]
-        raise InvalidObjectError(what, problems) from error
+        raise InvalidObjectError(subject, problems) from error
 
 
-def _object_name(body: Mapping[str, Any]) -> str:
+def _namespaced_name(body: Mapping[str, Any]) -> str:
     metadata = body.get("metadata") or {}
     namespace = metadata.get("namespace")
     name = metadata.get("name", "<unnamed>")

@@ -30,7 +30,7 @@ from gpuscale.planning.tfconfig import tf_config_json
 DEFAULT_COMMAND = ["python", "-m", "gpuscale_trainer"]
 CONTAINER_NAME = "trainer"
 PORT_NAME = "tf-grpc"
-# Where the kubelet reads the termination message; the trainer writes its JSON summary there.
+# The file the kubelet reads the termination message from. The trainer writes its summary there.
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 # Seconds between SIGTERM and SIGKILL: the trainer saves a checkpoint in that time and exits 75.
 TERMINATION_GRACE_PERIOD_SECONDS = 60

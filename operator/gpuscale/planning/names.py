@@ -15,7 +15,7 @@ LABEL_WORKER_INDEX = f"{GROUP}/worker-index"
 LABEL_GENERATION = f"{GROUP}/generation"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "gpuscale-operator"
-# The size of the group a pod belongs to, so a reader of one pod knows its TF_CONFIG's worker count.
+# The size of the group a pod belongs to, which is the worker count in the pod's TF_CONFIG.
 ANNOTATION_NUM_WORKERS = f"{GROUP}/num-workers"
 
 MAX_DNS_LABEL_LENGTH = 63
