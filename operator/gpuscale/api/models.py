@@ -533,7 +533,7 @@ class TrainingJobStatus(StatusModel):
         None, ge=0, description="Workers the scheduler assigned; 0 while queued."
     )
     gpus: StrictInt | None = Field(
-        None, ge=0, description="GPUs held by the job's pods now, terminating pods included."
+        None, ge=0, description="GPUs requested by the job's current worker pods."
     )
     generation: StrictInt | None = Field(
         None,
