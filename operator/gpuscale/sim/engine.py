@@ -17,6 +17,9 @@ from gpuscale.sim.model import Application, SimJob
 from gpuscale.sim.schedulers import JobRun, Scheduler
 
 
+MAX_SIMULATED_DAYS = 30
+
+
 @dataclass(frozen=True)
 class SimConfig:
     """Cluster and cost settings of one simulation."""
@@ -75,7 +78,14 @@ def simulate(
     active: list[JobRun] = []
     now = 0.0
 
+    give_up_at = max(job.submitted_at for job in jobs) + MAX_SIMULATED_DAYS * 86_400
     while next_arrival < len(runs) or active:
+        if now > give_up_at:
+            stuck = ", ".join(run.job.name for run in active[:5])
+            raise RuntimeError(
+                f"{scheduler.name}: jobs still unfinished {MAX_SIMULATED_DAYS} days after the last "
+                f"submission ({stuck}); a job may need more GPUs than the limit of {gpu_limit}"
+            )
         # Admit the jobs submitted by now; when nothing runs, jump to the next submission.
         if not active and next_arrival < len(runs):
             first = runs[next_arrival].job.submitted_at

@@ -51,9 +51,10 @@ class FifoStatic:
         targets = {run.job.name: run.workers for run in runs}
         free = gpu_limit - sum(run.workers for run in runs)
         for run in runs:
-            if run.workers == 0 and run.job.num_replicas <= free:
-                targets[run.job.name] = run.job.num_replicas
-                free -= run.job.num_replicas
+            size = fixed_size(run.job, gpu_limit)
+            if run.workers == 0 and size <= free:
+                targets[run.job.name] = size
+                free -= size
         return targets
 
 
@@ -81,7 +82,7 @@ class Tiresias:
         targets = {}
         free = gpu_limit
         for run in sorted(runs, key=order):
-            size = run.job.num_replicas
+            size = fixed_size(run.job, gpu_limit)
             if size <= free:
                 targets[run.job.name] = size
                 free -= size
@@ -163,6 +164,11 @@ class Gpuscale:
             scaling=self.scaling_model(job, maximum),
             expected_remaining_s=remaining,
         )
+
+
+def fixed_size(job: SimJob, gpu_limit: int) -> int:
+    """Return the tuned size, cut to what a ceiling pays for so that the job can run at all."""
+    return min(job.num_replicas, gpu_limit)
 
 
 def gpu_limit_for(ceiling_per_hour: float | None, price_per_gpu_hour: float, cluster_gpus: int) -> int:
