@@ -6,7 +6,8 @@ operator can stop and start at any moment.
 
 Nothing here adds a finalizer (no deletion handlers, no kopf timers or daemons): deleting a job
 while the operator is down still works, and the garbage collector removes its children through
-their ownerReferences. A resync loop started at start-up covers missed events and deadlines.
+their ownerReferences. The allocation cycle started at start-up also reconciles every job on its interval,
+which covers missed events, deadlines and TTLs.
 """
 
 from __future__ import annotations
@@ -20,12 +21,15 @@ import kopf
 from kubernetes import client, config
 
 from gpuscale.api.models import GROUP, VERSION
+from gpuscale.controller.allocation import CostLedger, PassResult, run_pass
 from gpuscale.controller.kube import KubeApi
-from gpuscale.controller.reconcile import reconcile
-from gpuscale.planning.lifecycle import Event
+from gpuscale.controller.reconcile import Allocation, reconcile, utc_now
 from gpuscale.planning.names import LABEL_JOB_NAME, LABEL_MANAGED_BY, MANAGED_BY
 
 RESYNC_INTERVAL_SECONDS = 10.0
+# What a job waits on between its creation and the first allocation pass that sees it.
+AWAITING_ALLOCATION = Allocation(workers=0, waiting=("Scheduling", "waiting for the next allocation pass"),
+                                 waiting_reason="Scheduling")
 log = logging.getLogger("gpuscale.controller")
 
 
@@ -54,10 +58,6 @@ def load_api_client() -> client.ApiClient:
     return client.ApiClient()
 
 
-def post_event(body: dict, event: Event) -> None:
-    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-
-
 def job_logger(namespace: str, name: str) -> logging.LoggerAdapter:
     """Return a logger whose lines name the job, as kopf's per-object loggers do."""
     return _PrefixedLogger(log, {"job": f"{namespace}/{name}"})
@@ -73,13 +73,16 @@ def reconcile_safely(memo: kopf.Memo, namespace: str, name: str) -> None:
     logger = job_logger(namespace, name)
     with memo.locks.get(namespace, name):
         try:
-            reconcile(memo.api, namespace, name, post_event=post_event, logger=logger,
-                      allocation=memo.allocations.get((namespace, name)) if memo.allocations else None)
+            reconcile(memo.api, namespace, name, logger=logger,
+                      allocation=memo.allocations.get(f"{namespace}/{name}", AWAITING_ALLOCATION))
         except client.ApiException as error:
-            logger.error("reconcile failed, will retry on the next event or resync: API error %s %s: %s",
+            if error.status == 403 and "being terminated" in (error.body or ""):
+                logger.info("the namespace is being deleted; leaving the job to the garbage collector")
+                return
+            logger.error("reconcile failed, will retry on the next event or pass: API error %s %s: %s",
                          error.status, error.reason, (error.body or "")[:300])
         except Exception:  # noqa: BLE001 - one bad object must not take the operator down
-            logger.exception("reconcile failed with an unexpected error; will retry on the next resync")
+            logger.exception("reconcile failed with an unexpected error; will retry on the next pass")
 
 
 @kopf.on.startup()
@@ -93,39 +96,106 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> No
     settings.watching.server_timeout = 300
     memo.api = KubeApi(load_api_client())
     memo.locks = JobLocks()
+    # kopf gives each object a shallow copy of this memo, so shared state lives in mutable
+    # containers created here and is updated in place, never rebound.
     memo.allocations = {}
-    memo.resync_task = asyncio.create_task(resync_forever(memo))
+    memo.last_targets = {}
+    memo.policy_generations = {}
+    memo.ledger = CostLedger()
+    memo.loop = asyncio.get_running_loop()
+    memo.poke = asyncio.Event()
+    memo.cycle_task = asyncio.create_task(cycle_forever(memo))
 
 
 @kopf.on.cleanup()
-async def stop_resync(memo: kopf.Memo, **_) -> None:
-    task = getattr(memo, "resync_task", None)
+async def stop_cycle(memo: kopf.Memo, **_) -> None:
+    task = getattr(memo, "cycle_task", None)
     if task is not None:
         task.cancel()
 
 
-async def resync_forever(memo: kopf.Memo) -> None:
-    """Reconcile every job on an interval: deadlines, TTLs and events missed during a restart."""
+def poke(memo: kopf.Memo) -> None:
+    """Ask for an allocation pass now (thread-safe: handlers run in worker threads)."""
+    memo.loop.call_soon_threadsafe(memo.poke.set)
+
+
+async def cycle_forever(memo: kopf.Memo) -> None:
+    """Allocate, then reconcile every job, on the scheduling interval or sooner when poked.
+
+    The pass also covers deadlines, TTLs and events missed while the operator was down.
+    """
     while True:
-        await asyncio.sleep(RESYNC_INTERVAL_SECONDS)
+        interval = RESYNC_INTERVAL_SECONDS
         try:
-            jobs = await asyncio.to_thread(memo.api.list_jobs)
-        except client.ApiException as error:
-            log.error("resync could not list TrainingJobs: API error %s %s", error.status, error.reason)
+            interval = min(interval, await asyncio.to_thread(run_cycle, memo))
+        except Exception:  # noqa: BLE001 - the loop must survive any one bad pass
+            log.exception("allocation pass failed; keeping the previous decisions and retrying")
+        try:
+            await asyncio.wait_for(memo.poke.wait(), timeout=interval)
+            # Let a burst of events (a job and its pods) settle into one pass.
+            await asyncio.sleep(0.5)
+        except asyncio.TimeoutError:
+            pass
+        memo.poke.clear()
+
+
+def run_cycle(memo: kopf.Memo) -> float:
+    """Run one allocation pass and reconcile every job; return the seconds until the next pass."""
+    result = run_pass(memo.api, memo.ledger, utc_now())
+    for key in set(memo.allocations) - set(result.allocations):
+        memo.allocations.pop(key, None)
+    memo.allocations.update(result.allocations)
+    publish_pass(memo, result)
+    for key in result.jobs:
+        namespace, name = key.split("/", 1)
+        reconcile_safely(memo, namespace, name)
+    return result.interval_seconds
+
+
+def publish_pass(memo: kopf.Memo, result: PassResult) -> None:
+    """Post an Event for every changed decision and write each CostPolicy's status."""
+    for key, decision in result.decisions.items():
+        previous = memo.last_targets.get(key)
+        memo.last_targets[key] = decision.target_workers
+        if decision.change is None or previous == decision.target_workers or key not in result.jobs:
             continue
-        for job in jobs:
-            metadata = job["metadata"]
-            await asyncio.to_thread(reconcile_safely, memo, metadata["namespace"], metadata["name"])
+        change = decision.change
+        try:
+            memo.api.post_event(result.jobs[key], "Normal", change.reason.value, change.message)
+        except client.ApiException as error:
+            log.error("failed to post the %s event of %s: API error %s", change.reason.value, key, error.status)
+        job_logger(*key.split("/", 1)).info("decision %s: %d -> %d workers: %s", change.reason.value,
+                                            change.from_workers, change.to_workers, change.message)
+    for name, status in result.policy_status.items():
+        try:
+            memo.api.patch_cost_policy_status(name, status)
+        except client.ApiException as error:
+            log.error("failed to write the status of CostPolicy %s: API error %s %s", name, error.status, error.reason)
 
 
 @kopf.on.event(GROUP, VERSION, "trainingjobs")
 def on_job_event(event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **_) -> None:
     if event["type"] == "DELETED":
         memo.locks.forget(namespace, name)
+        poke(memo)
         return
+    if f"{namespace}/{name}" not in memo.allocations:
+        poke(memo)
     reconcile_safely(memo, namespace, name)
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_JOB_NAME: kopf.PRESENT, LABEL_MANAGED_BY: MANAGED_BY})
-def on_pod_event(labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_) -> None:
+def on_pod_event(event: kopf.RawEvent, labels: kopf.Labels, namespace: str, memo: kopf.Memo, **_) -> None:
+    if event["type"] == "DELETED":
+        # GPUs were freed: a waiting job may fit now.
+        poke(memo)
     reconcile_safely(memo, namespace, labels[LABEL_JOB_NAME])
+
+
+@kopf.on.event(GROUP, VERSION, "costpolicies")
+def on_cost_policy_event(event: kopf.RawEvent, name: str, meta: kopf.Meta, memo: kopf.Memo, **_) -> None:
+    # A new ceiling or price takes effect at the next pass; status writes of our own change nothing.
+    generation = meta.get("generation")
+    if event["type"] != "MODIFIED" or memo.policy_generations.get(name) != generation:
+        memo.policy_generations[name] = generation
+        poke(memo)

@@ -7,14 +7,19 @@ planners as the dicts the API server sent, in camelCase, without the client's mo
 from __future__ import annotations
 
 import json
+import socket
+from datetime import datetime, timezone
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from gpuscale.api.models import GROUP as API_GROUP
-from gpuscale.api.models import TRAINING_JOB_PLURAL
+from gpuscale.api.models import COST_POLICY_PLURAL, TRAINING_JOB_PLURAL
 from gpuscale.api.models import VERSION as API_VERSION_NAME
+
+
+EVENT_SOURCE = "gpuscale-operator"
 
 
 class KubeApi:
@@ -101,6 +106,37 @@ class KubeApi:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+    def patch_cost_policy_status(self, name: str, status: dict) -> None:
+        self.custom.patch_cluster_custom_object_status(
+            API_GROUP, API_VERSION_NAME, COST_POLICY_PLURAL, name, {"status": status})
+
+    def post_event(self, obj: dict, type_: str, reason: str, message: str) -> None:
+        """Create a core/v1 Event about `obj`, as `kubectl describe` and `kubectl get events` show them."""
+        metadata = obj["metadata"]
+        namespace = metadata.get("namespace") or "default"
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{metadata['name']}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": metadata["name"],
+                "namespace": metadata.get("namespace"), "uid": metadata.get("uid"),
+                "resourceVersion": metadata.get("resourceVersion"),
+            },
+            "type": type_,
+            "reason": reason,
+            # The API server rejects Event messages over 1 KiB.
+            "message": message[:1024],
+            "source": {"component": EVENT_SOURCE},
+            "reportingComponent": EVENT_SOURCE,
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        self.core.create_namespaced_event(namespace, event)
 
     def list_nodes(self) -> list[dict]:
         return self._decode(self.core.list_node(_preload_content=False))["items"]

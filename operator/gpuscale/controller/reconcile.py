@@ -9,7 +9,6 @@ the next pass continues without duplicate pods or a miscounted restart.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -31,15 +30,14 @@ from gpuscale.planning.names import (
 # Status fields that kopf or other writers own; the planner neither reads nor compares them.
 FOREIGN_STATUS_FIELDS = ("kopf",)
 
-PostEvent = Callable[[dict, Event], None]
-
 
 @dataclass(frozen=True)
 class Allocation:
     """What the allocation loop decided for one job."""
 
-    workers: int | None
-    blocked_reason: tuple[str, str] | None = None
+    workers: int
+    blocked: tuple[str, str, str] | None = None
+    waiting: tuple[str, str] | None = None
     queue_position: int | None = None
     waiting_reason: str | None = None
     cost_per_hour: str | None = None
@@ -81,7 +79,7 @@ def _own_status(body: dict) -> dict:
     return status
 
 
-def reconcile(api: KubeApi, namespace: str, name: str, *, post_event: PostEvent, logger: logging.Logger,
+def reconcile(api: KubeApi, namespace: str, name: str, *, logger: logging.Logger,
               allocation: Allocation | None = None, now: datetime | None = None) -> Plan | None:
     """Bring one TrainingJob one step toward its desired state; return the plan that was applied."""
     now = now or utc_now()
@@ -93,7 +91,7 @@ def reconcile(api: KubeApi, namespace: str, name: str, *, post_event: PostEvent,
     try:
         spec = parse_training_job_spec(body.get("spec") or {}, name)
     except InvalidObjectError as error:
-        _report_invalid(api, body, error, post_event, logger, now)
+        _report_invalid(api, body, error, logger, now)
         return None
 
     # 2. Read its children and plan.
@@ -105,7 +103,8 @@ def reconcile(api: KubeApi, namespace: str, name: str, *, post_event: PostEvent,
         active_deadline_seconds=spec.active_deadline_seconds,
         ttl_seconds_after_finished=spec.ttl_seconds_after_finished,
         allocated_workers=allocation.workers if allocation else None,
-        blocked_reason=allocation.blocked_reason if allocation else None,
+        blocked=allocation.blocked if allocation else None,
+        waiting=allocation.waiting if allocation else None,
     )
     plan = plan_job(state)
     status = plan.status
@@ -117,9 +116,9 @@ def reconcile(api: KubeApi, namespace: str, name: str, *, post_event: PostEvent,
     if status != _own_status(body):
         api.patch_job_status(namespace, name, status)
     for event in plan.events:
-        post_event(body, event)
         log = logger.warning if event.type == "Warning" else logger.info
         log("%s: %s", event.reason, event.message)
+        _post_event(api, body, event, logger)
     for pod_name in plan.delete_pods:
         api.delete_pod(namespace, pod_name)
     identity = JobIdentity(name=name, namespace=namespace, uid=body["metadata"]["uid"])
@@ -147,8 +146,17 @@ def _apply_allocation_fields(status: dict, allocation: Allocation) -> None:
             status[key] = value
 
 
-def _report_invalid(api: KubeApi, body: dict, error: InvalidObjectError, post_event: PostEvent,
-                    logger: logging.Logger, now: datetime) -> None:
+def _post_event(api: KubeApi, body: dict, event: Event, logger: logging.Logger) -> None:
+    try:
+        api.post_event(body, event.type, event.reason, event.message)
+    except ApiException as error:
+        if error.status == 403 and "being terminated" in (error.body or ""):
+            return
+        logger.error("failed to post the %s event: API error %s %s", event.reason, error.status, error.reason)
+
+
+def _report_invalid(api: KubeApi, body: dict, error: InvalidObjectError, logger: logging.Logger,
+                    now: datetime) -> None:
     """Mark a job the operator cannot handle (it passed admission but not the models) and keep it."""
     status = _own_status(body)
     conditions = status.setdefault("conditions", [])
@@ -159,7 +167,7 @@ def _report_invalid(api: KubeApi, body: dict, error: InvalidObjectError, post_ev
     if conditions == before:
         return
     logger.error("cannot handle the job: %s", message)
-    post_event(body, Event("Warning", "InvalidSpec", message))
+    _post_event(api, body, Event("Warning", "InvalidSpec", message), logger)
     try:
         api.patch_job_status(body["metadata"]["namespace"], body["metadata"]["name"], status)
     except ApiException as patch_error:

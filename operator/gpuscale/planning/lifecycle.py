@@ -68,8 +68,11 @@ class JobState:
     ttl_seconds_after_finished: int | None = None
     # The allocator's decision; None when no allocator runs, and then the job runs at min_workers.
     allocated_workers: int | None = None
-    # Set when the job can never start, for example when its own cost ceiling is below its minimum.
-    blocked_reason: tuple[str, str] | None = None
+    # Set when the job must not run: (phase, reason, message), for example ("Suspended",
+    # "BudgetExceeded", ...) or ("Queued", "CostCeilingBelowMinimum", ...).
+    blocked: tuple[str, str, str] | None = None
+    # Why the allocator keeps the job waiting: (reason, message), shown while it is queued.
+    waiting: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ class _Planner:
         self.status["observedGeneration"] = self.job.metadata_generation
         if self.status.get("phase") in FINISHED_PHASES:
             self.finished()
-        elif self.job.blocked_reason is not None:
+        elif self.job.blocked is not None:
             self.blocked()
         elif self.job.suspend:
             self.suspended()
@@ -215,13 +218,15 @@ class _Planner:
         self.finish(FAILED, reason, message)
 
     def blocked(self) -> None:
-        reason, message = self.job.blocked_reason
+        phase, reason, message = self.job.blocked
         if self.current:
-            self.start_new_generation(QUEUED, message)
+            self.start_new_generation(phase, message)
         self.delete(self.stale)
-        self.set_phase(QUEUED, message)
+        self.set_phase(phase, message)
         self.status["waitingReason"] = reason
         self.condition("Admitted", False, reason, message)
+        if phase == SUSPENDED:
+            self.condition("Suspended", True, reason, message)
 
     def suspended(self) -> None:
         # Pods the operator deletes here never count as failures; resuming starts a new generation.
@@ -253,11 +258,12 @@ class _Planner:
 
         # 2. No allocation yet: wait in the queue.
         if target == 0:
+            reason, message = self.job.waiting or ("Queued", "waiting for GPUs or budget")
             if self.current:
-                self.start_new_generation(QUEUED, "waiting for GPUs or budget; the workers were stopped")
+                self.start_new_generation(QUEUED, f"{message}; the workers were stopped")
             else:
-                self.set_phase(QUEUED, self.status.get("message") or "waiting for GPUs or budget")
-            self.condition("Admitted", False, self.status.get("waitingReason") or "Queued", self.status["message"])
+                self.set_phase(QUEUED, message)
+            self.condition("Admitted", False, reason, message)
             self.delete(self.stale)
             return
         self.condition("Admitted", True, "Admitted", f"admitted at {target} workers")
