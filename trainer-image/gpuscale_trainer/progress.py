@@ -22,12 +22,18 @@ class EpochLogger(keras.callbacks.Callback):
         self._epoch_started_at = 0.0
         self._epoch_start_step = 0
         self.start_step = 0
+        self._first_step_logged = False
 
     def on_train_begin(self, logs=None):
         # Runs after BackupAndRestore.on_train_begin, so the step is the restored one.
         self.start_step = self._step()
         origin = "resumed from checkpoint" if self.start_step else "fresh start"
         log.info("training starts: step=%d (%s)", self.start_step, origin)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._first_step_logged:
+            self._first_step_logged = True
+            log.info("first step finished: step=%d", self._step())
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_started_at = time.perf_counter()
