@@ -109,6 +109,8 @@ def reconcile(api: KubeApi, namespace: str, name: str, *, logger: logging.Logger
     plan = plan_job(state)
     status = plan.status
     status["gpus"] = status.get("workers", 0) * spec.gpus_per_worker
+    # The scale subresource reports this selector (`kubectl get --subresource=scale`).
+    status["selector"] = job_selector_string(name)
     if allocation is not None:
         _apply_allocation_fields(status, allocation)
 
