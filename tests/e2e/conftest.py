@@ -1,22 +1,65 @@
-"""Fixtures for e2e tests: one local control plane per test session, one namespace per test."""
+"""Fixtures for e2e tests: one local control plane per test session, one namespace per test.
+
+With GPUSCALE_E2E_KUBECONFIG set, the tests run against that cluster instead (tools/kind-e2e.sh sets
+it for a kind cluster) and start no control plane. GPUSCALE_E2E_OPERATOR=deployment then drives the
+operator Deployment of manifests/operator instead of a local `kopf run` process.
+"""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from gpuscale.cluster.launcher import ClusterConfig, LocalCluster
+from gpuscale.cluster.launcher import ClusterConfig, LocalCluster, find_binary_dirs
 from tests.e2e.kube import Kubectl, wait_until
 from tests.e2e.operator_process import OperatorProcess
 
+EXTERNAL_KUBECONFIG_ENV = "GPUSCALE_E2E_KUBECONFIG"
+OPERATOR_MODE_ENV = "GPUSCALE_E2E_OPERATOR"
+
+
+@dataclass(frozen=True)
+class ExternalCluster:
+    """A cluster the tests did not start (for example kind): only where to reach it."""
+
+    kubeconfig: Path
+    kubectl_path: Path
+
+
+def _find_kubectl() -> Path:
+    for directory in find_binary_dirs():
+        if (directory / "kubectl").is_file():
+            return directory / "kubectl"
+    found = shutil.which("kubectl")
+    if found is None:
+        raise FileNotFoundError("kubectl not found in the tools cache or on PATH; run `make tools` or install kubectl")
+    return Path(found)
+
 
 @pytest.fixture(scope="session")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """Start etcd, kube-apiserver, controller-manager, scheduler and kwok once for the session."""
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster | ExternalCluster]:
+    """Start etcd, kube-apiserver, controller-manager, scheduler and kwok once for the session.
+
+    With GPUSCALE_E2E_KUBECONFIG set, yield that cluster instead and start nothing.
+    """
+    external = os.environ.get(EXTERNAL_KUBECONFIG_ENV)
+    if external:
+        kubeconfig = Path(external)
+        if not kubeconfig.is_file():
+            raise FileNotFoundError(f"{EXTERNAL_KUBECONFIG_ENV}={external} is not a file; point it at a kubeconfig")
+        yield ExternalCluster(kubeconfig=kubeconfig, kubectl_path=_find_kubectl())
+        return
     state = tmp_path_factory.mktemp("cluster")
     config = ClusterConfig(state_dir=state / "state", kubeconfig=state / "kubeconfig")
     with LocalCluster(config) as cluster:
@@ -52,10 +95,107 @@ def crds_installed(kubectl: Kubectl) -> None:
         kubectl.run("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
 
 
+class DeployedOperator:
+    """The operator Deployment of manifests/operator, started and stopped by scaling it.
+
+    It offers OperatorProcess's methods, so the same tests drive an operator running from its image.
+    """
+
+    def __init__(self, kubectl: Kubectl, namespace: str = "gpuscale-system", name: str = "gpuscale-operator") -> None:
+        self.kubectl = kubectl
+        self.namespace = namespace
+        self.name = name
+
+    def start(self) -> None:
+        self.kubectl.run("scale", f"deployment/{self.name}", "-n", self.namespace, "--replicas=1")
+        self.kubectl.run("rollout", "status", f"deployment/{self.name}", "-n", self.namespace, "--timeout=120s")
+        wait_until(lambda: "Initial authentication has finished" in self.log_tail(100_000), timeout=60,
+                   what=f"the operator Deployment {self.namespace}/{self.name} to start")
+
+    def stop(self) -> None:
+        self.kubectl.run("scale", f"deployment/{self.name}", "-n", self.namespace, "--replicas=0")
+        selector = "app.kubernetes.io/name=gpuscale-operator"
+        wait_until(lambda: not self.kubectl.get("pods", namespace=self.namespace, selector=selector)["items"],
+                   timeout=90, what="the operator pods to stop")
+
+    def alive(self) -> bool:
+        status = self.kubectl.get("deployment", self.name, self.namespace).get("status") or {}
+        return status.get("availableReplicas", 0) >= 1
+
+    def log_tail(self, characters: int = 3000) -> str:
+        result = self.kubectl.run("logs", f"deployment/{self.name}", "-n", self.namespace, check=False)
+        return result.stdout[-characters:]
+
+
 @pytest.fixture(scope="session")
-def operator(local_cluster: LocalCluster, crds_installed: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(local_cluster: LocalCluster | ExternalCluster, kubectl: Kubectl, crds_installed: None,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess | DeployedOperator]:
     """The operator, running for the whole session; tests may restart it."""
-    process = OperatorProcess(local_cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    if os.environ.get(OPERATOR_MODE_ENV) == "deployment":
+        process: OperatorProcess | DeployedOperator = DeployedOperator(kubectl)
+    else:
+        process = OperatorProcess(local_cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
     process.start()
     yield process
     process.stop()
+
+
+class PodRunnerProcess:
+    """The dev pod runner (`python -m gpuscale_podrunner`) for one namespace, in a subprocess.
+
+    It runs trainer pods as local processes, because kwok's fake nodes run no containers.
+    """
+
+    def __init__(self, kubeconfig: Path, namespace: str, state_dir: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.state_dir = state_dir
+        self.log_path = state_dir / "pod-runner.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gpuscale_podrunner", "--kubeconfig", str(self.kubeconfig),
+                 "--namespace", self.namespace, "--state-dir", str(self.state_dir)],
+                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if "pod runner started" in self.log_path.read_text(errors="replace"):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"the pod runner did not start; its log ends with:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM the runner, which stops its pods' processes within their grace period."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def pod_log(self, pod: str) -> str:
+        path = self.state_dir / "pod-logs" / self.namespace / f"{pod}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def log_tail(self, characters: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-characters:]
+
+
+@pytest.fixture
+def pod_runner(local_cluster: LocalCluster | ExternalCluster, namespace: str,
+               tmp_path: Path) -> Iterator[PodRunnerProcess]:
+    """A dev pod runner for this test's namespace only, so it never adopts another test's pods."""
+    runner = PodRunnerProcess(local_cluster.kubeconfig, namespace, tmp_path / "pod-runner")
+    runner.start()
+    yield runner
+    runner.stop()
