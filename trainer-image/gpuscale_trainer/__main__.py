@@ -18,7 +18,7 @@ def main() -> int:
     if exit_code == EXIT_PREEMPTED:
         # The checkpoint and the termination message are written. Skipping TensorFlow's
         # teardown (gRPC server, coordination-service shutdown) saves seconds of the grace
-        # period; the peers are stopping at the same step and need nothing more from us.
+        # period, and the peers stop at the same step, so they need nothing more from us.
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

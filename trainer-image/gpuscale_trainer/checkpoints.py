@@ -101,11 +101,13 @@ class ElasticBackupAndRestore(keras.callbacks.BackupAndRestore):
         """Save a checkpoint at the current step unless one was saved there already."""
         if self._current_step() != self._saved_step:
             self._backup(epoch=self._current_epoch)
+            log.info("checkpoint saved at step %d in %s", self._saved_step, self.backup_dir)
 
     def _backup(self, epoch, batch=0):
+        # BackupAndRestore calls this every save_freq steps; save_now calls it too.
         super()._backup(epoch=epoch, batch=batch)
         self._saved_step = self._current_step()
-        log.info("checkpoint saved at step %d in %s", self._saved_step, self.backup_dir)
+        log.debug("checkpoint saved at step %d in %s", self._saved_step, self.backup_dir)
 
     def on_train_end(self, logs=None):
         self.save_now()

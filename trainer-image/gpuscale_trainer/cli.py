@@ -33,6 +33,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                         help="optimizer steps per epoch (default: training examples // global batch size)")
     parser.add_argument("--learning-rate", type=_positive_float, default=1e-3,
                         help="Adam learning rate (default: 0.001)")
+
     parser.add_argument("--checkpoint-dir", default=env.get("GPUSCALE_CHECKPOINT_DIR") or None,
                         help="directory for checkpoints, shared by all workers "
                         "(default: $GPUSCALE_CHECKPOINT_DIR; without one, nothing is saved)")
@@ -41,15 +42,18 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", default="gpuscale-output",
                         help="where the chief writes the SavedModel, the .tflite files and "
                         "report.json (default: ./gpuscale-output)")
+
     parser.add_argument("--compress", choices=COMPRESS_CHOICES, default="all",
                         help="post-training quantization variants to build and evaluate (default: all)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed for weights, the held-out split and shuffling (default: 0)")
+
     parser.add_argument("--model", default=None, metavar="MODULE:FUNCTION",
                         help="function that builds the tf.keras model (default: built-in digits MLP)")
     parser.add_argument("--dataset", default=None, metavar="MODULE:FUNCTION",
                         help="function that returns a gpuscale_trainer.data.ArrayDataset "
                         "(default: scikit-learn digits)")
+
     parser.add_argument("--stop-timeout", dest="stop_timeout_s", type=_positive_float,
                         default=DEFAULT_STOP_TIMEOUT_S,
                         help="seconds after SIGTERM before the worker exits with 75 even if the "

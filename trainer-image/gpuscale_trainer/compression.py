@@ -5,7 +5,7 @@ Variants, all converted from the chief's SavedModel:
 - dynamic: weights stored as int8, activations computed in float (Optimize.DEFAULT);
 - float16: weights stored as float16;
 - int8: weights and activations int8, calibrated on a representative set of training
-  examples; the model keeps float32 input and output so callers need no rescaling.
+  examples. The model keeps float32 input and output, so callers need no rescaling.
 
 tf.lite.TFLiteConverter is deprecated in TensorFlow 2.21 in favour of LiteRT (ai-edge-litert)
 but still converts and runs these models. TensorFlow is imported inside the functions so
@@ -31,7 +31,7 @@ LATENCY_EXAMPLES = 200
 
 
 def parse_compress(value: str) -> tuple[str, ...]:
-    """Return the quantized variants that `--compress` asks for, in a fixed order."""
+    """Return the quantized variants that the `--compress` value selects, in a fixed order."""
     if value == "none":
         return ()
     if value == "all":

@@ -12,9 +12,9 @@ def build_mlp(feature_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Build a multilayer perceptron that outputs one logit per class.
 
     Two 512-unit hidden layers reach about 0.97 held-out accuracy on digits in 10 epochs.
-    They are wider than digits needs so that weights dominate the TensorFlow Lite file: int8
-    quantization stores a scale, zero point and int32 bias per output channel, and with
-    256-unit layers that overhead left the int8 file at 30% of the float32 file.
+    They are wider than digits needs, so that weights dominate the TensorFlow Lite file.
+    int8 quantization stores a scale, a zero point and an int32 bias per output channel.
+    With 256-unit layers, that overhead left the int8 file at 30% of the float32 file.
     """
     layers = [keras.layers.Input(shape=feature_shape), keras.layers.Flatten()]
     for units in HIDDEN_UNITS:

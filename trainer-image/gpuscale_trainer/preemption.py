@@ -13,8 +13,8 @@ the checkpoint collectively and leave `fit` together.
 A watchdog thread bounds the time from SIGTERM to exit. The Python signal handler only
 runs when the main thread returns to Python, which never happens if a peer died and the
 main thread waits in a collective. The watchdog learns of the signal from the C-level
-wakeup file descriptor instead, and exits with code 75 if the process is still alive when
-the stop timeout ends; a restart then resumes from the last periodic checkpoint.
+wakeup file descriptor instead. If the process is still alive when the stop timeout ends,
+it exits with code 75, and a restart resumes from the last periodic checkpoint.
 """
 
 import logging
@@ -112,7 +112,7 @@ def add_stop_vote(model: keras.Model, stop_flag: tf.Variable) -> None:
 
 
 def remove_stop_vote(model: keras.Model) -> None:
-    """Restore the class's train step, so saving the model sees no instance override."""
+    """Remove the wrapped train step, so that the saved model contains the class's own."""
     model.__dict__.pop("train_step", None)
 
 

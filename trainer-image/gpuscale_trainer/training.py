@@ -64,44 +64,8 @@ def run(options: TrainingOptions, topology: WorkerTopology, env: Mapping[str, st
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     stop_request.install()  # Again: the strategy's coordination service replaced the handler.
     keras.utils.set_random_seed(options.seed)
-    replicas = strategy.num_replicas_in_sync
-    per_replica = per_replica_batch_size(options.global_batch_size, replicas, topology.num_workers)
-
-    dataset = load_dataset(options.dataset, options.seed)
-    steps_per_epoch = options.steps_per_epoch or derive_steps_per_epoch(
-        len(dataset.train_labels), options.global_batch_size
-    )
-    if options.checkpoint_dir:
-        saved_step = validate_checkpoint_dir(options.checkpoint_dir)
-        log.info("checkpoint directory %s holds step %s", options.checkpoint_dir, saved_step)
-    else:
-        log.warning("no --checkpoint-dir or GPUSCALE_CHECKPOINT_DIR: a restart starts from step 0")
-    log.info(
-        "setup: replicas=%d global_batch_size=%d per_replica_batch_size=%d steps_per_epoch=%d "
-        "epochs=%d train_examples=%d held_out_examples=%d",
-        replicas,
-        options.global_batch_size,
-        per_replica,
-        steps_per_epoch,
-        options.epochs,
-        len(dataset.train_labels),
-        len(dataset.test_labels),
-    )
-
-    with strategy.scope():
-        model = build_model(options.model, dataset.feature_shape, dataset.num_classes)
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=options.learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-    # Created outside the strategy scope, so it stays a local, unmirrored variable.
-    stop_flag = tf.Variable(0.0, trainable=False, name="stop_flag")
-    add_stop_vote(model, stop_flag)
-    # tf-keras sums step outputs over MultiWorkerMirroredStrategy workers by default, which
-    # doubles the logged accuracy on 2 workers. The stop votes are already all-reduced, and
-    # loss and accuracy are then this worker's running averages.
-    model.distribute_reduction_method = "first"
+    dataset, steps_per_epoch = _prepare_input(options, topology, strategy)
+    model, stop_flag = _compile_model(options, strategy, dataset)
 
     backup = None
     if options.checkpoint_dir:
@@ -137,6 +101,62 @@ def run(options: TrainingOptions, topology: WorkerTopology, env: Mapping[str, st
     log.info("training finished: step=%d held_out_accuracy=%.4f", training.steps, training.accuracy)
     _export(model, topology, options, dataset, training, variants, env)
     return EXIT_SUCCEEDED
+
+
+def _prepare_input(
+    options: TrainingOptions, topology: WorkerTopology, strategy: tf.distribute.Strategy
+) -> tuple[ArrayDataset, int]:
+    """Check the batch split and the checkpoint directory, load the data, and log the setup."""
+    replicas = strategy.num_replicas_in_sync
+    per_replica = per_replica_batch_size(options.global_batch_size, replicas, topology.num_workers)
+    dataset = load_dataset(options.dataset, options.seed)
+    steps_per_epoch = options.steps_per_epoch or derive_steps_per_epoch(
+        len(dataset.train_labels), options.global_batch_size
+    )
+
+    if options.checkpoint_dir:
+        saved_step = validate_checkpoint_dir(options.checkpoint_dir)
+        if saved_step is None:
+            log.info("checkpoint directory %s has no checkpoint yet", options.checkpoint_dir)
+        else:
+            log.info("checkpoint directory %s: latest checkpoint at step %d", options.checkpoint_dir, saved_step)
+    else:
+        log.warning("no --checkpoint-dir or GPUSCALE_CHECKPOINT_DIR: a restart starts from step 0")
+
+    log.info(
+        "setup: replicas=%d global_batch_size=%d per_replica_batch_size=%d steps_per_epoch=%d "
+        "epochs=%d train_examples=%d held_out_examples=%d",
+        replicas,
+        options.global_batch_size,
+        per_replica,
+        steps_per_epoch,
+        options.epochs,
+        len(dataset.train_labels),
+        len(dataset.test_labels),
+    )
+    return dataset, steps_per_epoch
+
+
+def _compile_model(
+    options: TrainingOptions, strategy: tf.distribute.Strategy, dataset: ArrayDataset
+) -> tuple[keras.Model, tf.Variable]:
+    """Build and compile the model in the strategy scope, with the stop vote in its train step."""
+    with strategy.scope():
+        model = build_model(options.model, dataset.feature_shape, dataset.num_classes)
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=options.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+
+    # Created outside the strategy scope, so it stays a local, unmirrored variable.
+    stop_flag = tf.Variable(0.0, trainable=False, name="stop_flag")
+    add_stop_vote(model, stop_flag)
+    # tf-keras sums step outputs over MultiWorkerMirroredStrategy workers by default, which
+    # doubles the logged accuracy on 2 workers. The stop votes are already all-reduced, and
+    # loss and accuracy are then this worker's running averages.
+    model.distribute_reduction_method = "first"
+    return model, stop_flag
 
 
 def _no_save() -> None:
