@@ -1,6 +1,8 @@
 """SIGTERM stops 2 real workers at an agreed step; 3 workers then resume from the checkpoint."""
 
 import re
+import signal
+import time
 
 import pytest
 
@@ -82,3 +84,25 @@ def test_steps_not_repeated_beyond_interval(preempted_then_resumed):
     second_steps = logged_steps(second.workers[0].log_text())
     assert min(second_steps) > resumed_step
     assert max(second_steps) == EPOCHS * STEPS_PER_EPOCH
+
+
+def test_hung_peer_bounded_by_watchdog(tmp_path):
+    """A worker stuck in a collective with a frozen peer still exits 75 at --stop-timeout."""
+    args = ["--epochs", "200", "--compress", "none", "--output-dir", str(tmp_path / "output"),
+            "--stop-timeout", "5"]
+    group = start_workers(2, args, str(tmp_path), checkpoint_dir=str(tmp_path / "checkpoints"))
+    try:
+        group.wait_for_log("epoch=2/", timeout_s=120)
+        group.workers[1].process.send_signal(signal.SIGSTOP)  # Frozen mid-training, like a hung node.
+        time.sleep(1)
+        sent_at = time.monotonic()
+        group.workers[0].process.send_signal(signal.SIGTERM)
+        exit_code = group.workers[0].process.wait(timeout=GRACE_PERIOD_S)
+        stop_seconds = time.monotonic() - sent_at
+    finally:
+        group.kill()
+    assert exit_code == 75
+    assert 5 <= stop_seconds < 15
+    summary = group.workers[0].termination_message()
+    assert summary["outcome"] == "preempted"
+    assert "did not stop within 5 s of SIGTERM" in summary["message"]

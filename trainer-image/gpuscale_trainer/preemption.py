@@ -23,6 +23,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import tensorflow as tf
 import tf_keras as keras
@@ -38,8 +39,10 @@ STOP_VOTES_KEY = "stop_votes"
 class StopRequest:
     """SIGTERM state shared by the signal handler, the stop callback and the watchdog."""
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, on_timeout: Callable[[str], None] | None = None) -> None:
+        """`on_timeout` receives the watchdog's message just before the forced exit."""
         self.timeout_s = timeout_s
+        self._on_timeout = on_timeout
         self.received_at: float | None = None
         self._event = threading.Event()
         self._wakeup_reader: socket.socket | None = None
@@ -82,12 +85,13 @@ class StopRequest:
         self._mark_received()
 
         time.sleep(self.timeout_s)
-        log.error(
-            "worker did not stop within %.0f s of SIGTERM (a peer may have died mid-step); "
-            "exiting with %d, so a restart resumes from the last periodic checkpoint",
-            self.timeout_s,
-            EXIT_PREEMPTED,
+        message = (
+            f"worker did not stop within {self.timeout_s:.0f} s of SIGTERM (a peer may have died "
+            "mid-step); a restart resumes from the last periodic checkpoint"
         )
+        log.error("%s; exiting with %d", message, EXIT_PREEMPTED)
+        if self._on_timeout is not None:
+            self._on_timeout(message)
         logging.shutdown()
         os._exit(EXIT_PREEMPTED)
 

@@ -55,7 +55,10 @@ def run(options: TrainingOptions, topology: WorkerTopology, env: Mapping[str, st
 
     Raises InputError for bad input found before or while restoring.
     """
-    stop_request = StopRequest(options.stop_timeout_s)
+    def report_stop_timeout(message: str) -> None:
+        write_termination_message(build_stop_summary("preempted", EXIT_PREEMPTED, message), env)
+
+    stop_request = StopRequest(options.stop_timeout_s, on_timeout=report_stop_timeout)
     stop_request.install()
     variants = parse_compress(options.compress)
 
