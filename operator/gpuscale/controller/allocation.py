@@ -111,6 +111,8 @@ def _job_allocation(key: str, body: dict, snapshot: Snapshot, decision: JobDecis
         return Allocation(workers=0, blocked=("Suspended", "BudgetExceeded", message),
                           waiting_reason="BudgetExceeded", **costs)
 
+    if key in snapshot.cpu_only_jobs:
+        return Allocation(workers=spec.workers.min, **costs)
     if decision is None:
         return Allocation(workers=0, **costs)
     if decision.wait is not None:

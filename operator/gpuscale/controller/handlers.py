@@ -27,6 +27,8 @@ from gpuscale.controller.reconcile import Allocation, reconcile, utc_now
 from gpuscale.planning.names import LABEL_JOB_NAME, LABEL_MANAGED_BY, MANAGED_BY
 
 RESYNC_INTERVAL_SECONDS = 10.0
+# After a poke, wait this long so that a burst of events (a job and its pods) makes one pass.
+POKE_SETTLE_SECONDS = 0.2
 # What a job waits on between its creation and the first allocation pass that sees it.
 AWAITING_ALLOCATION = Allocation(workers=0, waiting=("Scheduling", "waiting for the next allocation pass"),
                                  waiting_reason="Scheduling")
@@ -133,7 +135,7 @@ async def cycle_forever(memo: kopf.Memo) -> None:
         try:
             await asyncio.wait_for(memo.poke.wait(), timeout=interval)
             # Let a burst of events (a job and its pods) settle into one pass.
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(POKE_SETTLE_SECONDS)
         except asyncio.TimeoutError:
             pass
         memo.poke.clear()
@@ -145,8 +147,10 @@ def run_cycle(memo: kopf.Memo) -> float:
     for key in set(memo.allocations) - set(result.allocations):
         memo.allocations.pop(key, None)
     memo.allocations.update(result.allocations)
+    changed = {key for key, d in result.decisions.items() if memo.last_targets.get(key) != d.target_workers}
     publish_pass(memo, result)
-    for key in result.jobs:
+    # Jobs whose target changed go first, so a new job does not wait behind every other job.
+    for key in sorted(result.jobs, key=lambda k: k not in changed):
         namespace, name = key.split("/", 1)
         reconcile_safely(memo, namespace, name)
     return result.interval_seconds

@@ -48,6 +48,8 @@ class Snapshot:
     gpus_now: dict[str, int] = field(default_factory=dict)
     invalid_policies: dict[str, str] = field(default_factory=dict)
     interval_seconds: int = 30
+    # Jobs with gpusPerWorker 0: they run at their minimum, outside the policy.
+    cpu_only_jobs: list[str] = field(default_factory=list)
 
 
 def parse_time(text: str) -> datetime:
@@ -169,7 +171,7 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
     first_pool = min(pools, key=lambda p: (p.price_per_gpu_hour, p.name)).name
 
     # 2. Jobs: every TrainingJob that may hold or want GPUs.
-    requests, spend_now, gpus_now = [], {}, {}
+    requests, spend_now, gpus_now, cpu_only = [], {}, {}, []
     for body in jobs:
         metadata = body["metadata"]
         key = f"{metadata['namespace']}/{metadata['name']}"
@@ -185,6 +187,11 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
         gpus_now[key] = held
         spend_now[key] = held * pool_price(request.price_class or first_pool, views)
         if spec.suspend:
+            continue
+        if spec.gpus_per_worker == 0:
+            # A CPU-only job holds no GPU and costs nothing under a GPU price, so the policy has
+            # nothing to decide: it runs at its minimum.
+            cpu_only.append(key)
             continue
         requests.append(request)
 
@@ -204,7 +211,7 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
         restart_cost_s=float(max((v.restart_cost_seconds for v in views), default=120)),
     )
     interval = min((v.interval_seconds for v in views), default=30)
-    return Snapshot(requests, pools, ceilings, settings, views, spend_now, gpus_now, invalid, interval)
+    return Snapshot(requests, pools, ceilings, settings, views, spend_now, gpus_now, invalid, interval, cpu_only)
 
 
 def _job_request(key, spec, status, pods, node_class, first_pool, metadata, now, pool_names):
