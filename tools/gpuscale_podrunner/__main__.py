@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+from kubernetes import client
 from kubernetes import config as kube_config
 
 from gpuscale_podrunner.runner import DEFAULT_COMMAND, DEFAULT_IMAGE_PREFIX, PodRunner, RunnerConfig
@@ -53,8 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         state_dir=args.state_dir.resolve(), image_prefix=args.image_prefix, namespace=args.namespace,
         python=args.python, default_command=tuple(shlex.split(args.default_command)),
     )
-    runner = PodRunner(kube_config.new_client_from_config(args.kubeconfig),
-                       kube_config.new_client_from_config(args.kubeconfig), config)
+    runner = PodRunner(client.CoreV1Api(kube_config.new_client_from_config(args.kubeconfig)),
+                       client.CoreV1Api(kube_config.new_client_from_config(args.kubeconfig)), config)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:

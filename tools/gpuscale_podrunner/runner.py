@@ -121,10 +121,11 @@ def _utc_now() -> datetime:
 class PodRunner:
     """Runs adopted pods as local processes until `stop` is set."""
 
-    def __init__(self, api_client: client.ApiClient, watch_client: client.ApiClient, config: RunnerConfig,
+    def __init__(self, core: client.CoreV1Api, watch_core: client.CoreV1Api, config: RunnerConfig,
                  allocate_port: Callable[[], int] = free_port) -> None:
-        self.core = client.CoreV1Api(api_client)
-        self.watch_core = client.CoreV1Api(watch_client)
+        # Two clients: the watch thread streams on its own, the main thread makes every other call.
+        self.core = core
+        self.watch_core = watch_core
         self.config = config
         self.paths = HostPaths(config.state_dir)
         self.allocate_port = allocate_port
