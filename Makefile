@@ -57,7 +57,7 @@ test-e2e: venv tools ## Run the e2e tests only
 	$(PY) -m pytest -ra -m e2e
 
 demo: venv tools ## Set everything up and train the digits TrainingJob for real
-	$(PY) -m gpuscale.demo
+	$(PY) -m gpuscale_podrunner.demo
 
 e2e-kind: ## Run the e2e suite against a kind cluster (needs Docker; see README)
 	tools/kind-e2e.sh
