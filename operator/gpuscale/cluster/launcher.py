@@ -185,28 +185,14 @@ class LocalCluster:
 
         # 3. Controllers: garbage collector, namespace lifecycle, service-account tokens, and the scheduler.
         self._spawn("kube-controller-manager", [
-            str(binaries["kube-controller-manager"]),
-            f"--kubeconfig={self.kubeconfig}",
-            f"--authentication-kubeconfig={self.kubeconfig}",
-            f"--authorization-kubeconfig={self.kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={free_port()}",
-            "--leader-elect=false",
+            *self._client_component_args(binaries["kube-controller-manager"]),
             "--controllers=*",
             f"--service-account-private-key-file={self.pki.service_account_key}",
             f"--root-ca-file={self.pki.ca_cert}",
             "--use-service-account-credentials=true",
             "--allocate-node-cidrs=false",
         ])
-        self._spawn("kube-scheduler", [
-            str(binaries["kube-scheduler"]),
-            f"--kubeconfig={self.kubeconfig}",
-            f"--authentication-kubeconfig={self.kubeconfig}",
-            f"--authorization-kubeconfig={self.kubeconfig}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={free_port()}",
-            "--leader-elect=false",
-        ])
+        self._spawn("kube-scheduler", self._client_component_args(binaries["kube-scheduler"]))
 
         # 4. kwok, then the fake nodes it manages.
         kwok_config = self.state_dir / "kwok.yaml"
@@ -224,6 +210,18 @@ class LocalCluster:
         self._create_nodes()
         self._wait_for("Ready fake nodes", self._nodes_ready)
         self._wait_for("the default service account", self._default_service_account_exists)
+
+    def _client_component_args(self, binary: Path) -> list[str]:
+        """Flags shared by the controller-manager and the scheduler: the admin identity, one instance."""
+        return [
+            str(binary),
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            "--leader-elect=false",
+        ]
 
     def _apiserver_args(self, binary: Path, etcd_url: str) -> list[str]:
         assert self.pki is not None and self.state_dir is not None
