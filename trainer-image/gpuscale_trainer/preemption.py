@@ -78,9 +78,13 @@ class StopRequest:
 
     def _watch(self) -> None:
         assert self._wakeup_reader is not None
+        # The wakeup descriptor carries one byte per signal number, for every signal that
+        # has a Python handler (SIGINT too), so wait for the SIGTERM byte.
         while True:
             data = self._wakeup_reader.recv(64)
-            if not data or signal.SIGTERM in data:
+            if not data:
+                return  # The socket was closed: nothing left to watch.
+            if signal.SIGTERM in data:
                 break
         self._mark_received()
 
