@@ -10,10 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +19,7 @@ import pytest
 
 from gpuscale.cluster.launcher import ClusterConfig, LocalCluster, find_binary_dirs
 from tests.e2e.kube import Kubectl, wait_until
-from tests.e2e.operator_process import OperatorProcess
+from tests.e2e.operator_process import OperatorProcess, PodRunnerProcess
 
 EXTERNAL_KUBECONFIG_ENV = "GPUSCALE_E2E_KUBECONFIG"
 OPERATOR_MODE_ENV = "GPUSCALE_E2E_OPERATOR"
@@ -138,57 +134,6 @@ def operator(local_cluster: LocalCluster | ExternalCluster, kubectl: Kubectl, cr
     process.start()
     yield process
     process.stop()
-
-
-class PodRunnerProcess:
-    """The dev pod runner (`python -m gpuscale_podrunner`) for one namespace, in a subprocess.
-
-    It runs trainer pods as local processes, because kwok's fake nodes run no containers.
-    """
-
-    def __init__(self, kubeconfig: Path, namespace: str, state_dir: Path) -> None:
-        self.kubeconfig = kubeconfig
-        self.namespace = namespace
-        self.state_dir = state_dir
-        self.log_path = state_dir / "pod-runner.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log_file:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gpuscale_podrunner", "--kubeconfig", str(self.kubeconfig),
-                 "--namespace", self.namespace, "--state-dir", str(self.state_dir)],
-                stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if "pod runner started" in self.log_path.read_text(errors="replace"):
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise RuntimeError(f"the pod runner did not start; its log ends with:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """SIGTERM the runner, which stops its pods' processes within their grace period."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def pod_log(self, pod: str) -> str:
-        path = self.state_dir / "pod-logs" / self.namespace / f"{pod}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def log_tail(self, characters: int = 3000) -> str:
-        return self.log_path.read_text(errors="replace")[-characters:]
 
 
 @pytest.fixture

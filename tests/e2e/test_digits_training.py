@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import PodRunnerProcess
+from tests.e2e.operator_process import PodRunnerProcess
 from tests.e2e.kube import Kubectl, wait_until
 from tests.e2e.operator_process import OperatorProcess
 
