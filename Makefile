@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 KUBECONFIG_LOCAL := $(CURDIR)/.local-cluster/kubeconfig
-KUBECTL = $(shell tools/build.sh --print-bin-dirs | cut -d: -f1)/kubectl
+# The pinned kubectl from `make tools` when it is built, else the one on PATH.
+KUBECTL = $(shell k=$$(tools/build.sh --print-bin-dirs | cut -d: -f1)/kubectl; [ -x "$$k" ] && echo "$$k" || echo kubectl)
 
 .PHONY: help venv tools crds crds-check install uninstall run deploy cluster-up cluster-down \
 	test test-unit test-e2e demo e2e-kind bench-scheduler bench-operator bench-rescale clean
