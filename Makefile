@@ -38,6 +38,7 @@ cluster-down: venv ## Stop the local control plane
 
 install: ## Apply the CRDs to the cluster in KUBECONFIG
 	$(KUBECTL) apply --server-side -f crds/
+	$(KUBECTL) wait --for=condition=Established --timeout=60s -f crds/
 
 uninstall: ## Remove the CRDs (and with them every TrainingJob and CostPolicy)
 	$(KUBECTL) delete --ignore-not-found -f crds/
