@@ -173,7 +173,8 @@ def test_shrink_to_admit_waiting_job():
 
     result = allocate(jobs, [pool(8)])
 
-    assert result.targets == {"a": 6, "b": 2}
+    # a restarts anyway, so b, which gains more per GPU, keeps the GPUs a gives up.
+    assert result.targets == {"a": 4, "b": 4}
     change = result.decisions["a"].change
     assert change.reason is ChangeReason.SHRINK
     assert "to admit 1 waiting job(s) (b)" in change.message
@@ -187,6 +188,71 @@ def test_shrinks_fall_on_few_jobs():
     shrunk = [key for key in ("a", "b") if result.targets[key] < 4]
     assert result.targets["c"] == 2
     assert len(shrunk) == 1
+
+
+def test_shrinking_job_refills_by_gain():
+    jobs = [job("long", 1, 8, current=8, expected_remaining_s=36_000.0), job("short", 4, 8, submitted=5.0, expected_remaining_s=600.0)]
+
+    result = allocate(jobs, [pool(8)])
+
+    assert result.targets == {"long": 1, "short": 7}
+
+
+def test_refill_continues_while_job_waits():
+    jobs = [
+        job("a", 1, 6, current=6),
+        job("b", 2, 2, submitted=5.0),
+        job("huge", 9, 9, submitted=6.0),
+    ]
+
+    result = allocate(jobs, [pool(8)])
+
+    assert result.targets == {"a": 6, "b": 2, "huge": 0}
+
+
+def test_refill_never_grows_past_current_while_job_waits():
+    jobs = [
+        job("a", 1, 8, current=4),
+        job("b", 1, 8, current=4),
+        job("c", 4, 4, submitted=5.0),
+        job("huge", 10, 10, submitted=6.0),
+    ]
+
+    result = allocate(jobs, [pool(10)])
+
+    assert result.targets["c"] == 4
+    assert result.targets["huge"] == 0
+    assert result.targets["a"] <= 4
+    assert result.targets["b"] <= 4
+    assert result.targets["a"] + result.targets["b"] == 6
+
+
+def test_growth_skips_inefficient_steps():
+    # The 4th worker adds 0.2 against an average of 2.7 / 3 = 0.9 per worker: below 0.4 of it.
+    scaling = ScalingModel((1.0, 1.9, 2.7, 2.9, 3.0))
+    jobs = [job("a", 1, 5, scaling=scaling)]
+
+    result = allocate(jobs, [pool(8)])
+
+    assert result.targets == {"a": 3}
+
+
+def test_growth_efficiency_floor_is_a_setting():
+    scaling = ScalingModel((1.0, 1.9, 2.7, 2.9, 3.0))
+    jobs = [job("a", 1, 5, scaling=scaling)]
+
+    result = allocate(jobs, [pool(8)], settings=PolicySettings(min_step_efficiency=0.0))
+
+    assert result.targets == {"a": 5}
+
+
+def test_refill_ignores_efficiency_floor():
+    scaling = ScalingModel((1.0, 1.9, 2.7, 2.9, 3.0))
+    jobs = [job("a", 1, 5, current=5, scaling=scaling), job("b", 1, 1, submitted=5.0, scaling=FLAT)]
+
+    result = allocate(jobs, [pool(5)])
+
+    assert result.targets == {"a": 4, "b": 1}
 
 
 def test_no_growth_while_job_waits():

@@ -12,8 +12,12 @@ reasoning; the rules it enforces are:
   resources;
 - running jobs are shrunk toward their minimum to make room for waiting jobs, and a running job
   is stopped only for a job of higher priority or when capacity or a ceiling drops;
+- a job that shrinks restarts anyway, so it is refilled worker by worker in competition with
+  the growth of other jobs: a new arrival that gains more per GPU keeps what the shrinking job
+  gave up;
 - when nothing waits, idle GPUs and idle money go to the jobs whose scaling model gains most
-  from one more worker;
+  from one more worker, and only while that worker adds at least `min_step_efficiency` of an
+  average worker's throughput;
 - a change costs a checkpoint-restart: a job inside its stabilisation window keeps its size
   (unless capacity, a ceiling or a higher-priority job forces it down), and a running job grows
   only when the estimated time saved exceeds `gain_margin` restarts.
@@ -169,6 +173,10 @@ class PolicySettings:
     """A running job grows only when the time saved exceeds this many restart costs."""
     default_parallel_fraction: float = 0.95
     """Amdahl parallel fraction for jobs without a scaling model."""
+    min_step_efficiency: float = 0.4
+    """Growth adds a worker only when it raises throughput by at least this share of what an
+    average worker contributes at the job's size, so idle GPUs are not spent on steps with
+    little return (they cost the same as productive ones)."""
 
 
 @dataclass(frozen=True)
@@ -322,9 +330,10 @@ def allocate(
     # Phase 2: give shrunk running jobs back as many workers as the room left allows.
     _restore_running(ordered, ledger, admitted)
 
-    # Phase 3: when nothing waits, spread idle GPUs and money by marginal gain.
-    if not any(_blocks_growth(job, pools) for job in ordered):
-        _grow(ordered, ledger, settings)
+    # Phase 3: refill jobs that shrink anyway and, when nothing waits, spread idle GPUs and
+    # money, both by marginal gain per GPU.
+    growth_allowed = not any(_blocks_growth(job, pools) for job in ordered)
+    _grow(ordered, ledger, settings, growth_allowed)
 
     return _build_allocation(ordered, ledger, ceilings)
 
@@ -596,8 +605,8 @@ def _restore_running(ordered: list[_JobState], ledger: _Ledger, admitted: list[_
     """Give running jobs back their current size where room is left, whole jobs first.
 
     Jobs whose whole restore is worth most per GPU are restored first, so the shrinks that
-    remain fall on few jobs (each shrink is a restart). Leftover room then goes worker by worker
-    to the jobs that restart anyway.
+    remain fall on few jobs (each shrink is a restart). The growth phase refills the jobs that
+    restart anyway, worker by worker.
     """
     candidates = []
     for job in ordered:
@@ -612,22 +621,13 @@ def _restore_running(ordered: list[_JobState], ledger: _Ledger, admitted: list[_
         gpus = (goal - job.target) * job.request.gpus_per_worker
         return _completion_gain(job, job.target, goal) / gpus
 
-    partial = []
     for job, goal in sorted(candidates, key=block_value, reverse=True):
         blocked_by = ledger.check(job, job.pool, job.target, goal)
         if blocked_by is None:
             ledger.move(job, job.pool, job.target, goal)
             job.target = goal
         else:
-            partial.append(job)
             job.shrink_cause = _shrink_cause(admitted, blocked_by, ledger)
-
-    # Workers that fit, one by one, for the jobs that shrink anyway.
-    for job in partial:
-        goal = min(job.request.current_workers, job.cap)
-        while job.target < goal - 1 and ledger.check(job, job.pool, job.target, job.target + 1) is None:
-            ledger.move(job, job.pool, job.target, job.target + 1)
-            job.target += 1
 
 
 def _shrink_cause(admitted: list[_JobState], blocked_by: str, ledger: _Ledger) -> str:
@@ -669,12 +669,17 @@ def _blocks_growth(job: _JobState, pools: Sequence[GpuPool]) -> bool:
     return any(pool.capacity_gpus >= needed for pool in pools)
 
 
-def _grow(ordered: list[_JobState], ledger: _Ledger, settings: PolicySettings) -> None:
-    """Hand idle GPUs and money to the steps with the highest completion gain per GPU.
+def _grow(ordered: list[_JobState], ledger: _Ledger, settings: PolicySettings, growth_allowed: bool) -> None:
+    """Hand the room left to the steps with the highest completion gain per GPU.
 
-    A job that restarts anyway (it starts or shrinks now) grows worker by worker. A job that
-    keeps its size must first clear the restart: it enters as one block, from its size to the
-    smallest size whose time saved exceeds `gain_margin` restarts.
+    A job that shrinks now restarts anyway, so it is refilled worker by worker toward its
+    current size, in competition with the growth steps of other jobs: a new short job may keep
+    GPUs that a long job held. Steps beyond a job's current size are taken only when
+    `growth_allowed` and only while one more worker adds at least `min_step_efficiency` of the
+    throughput of an average worker at the job's size. A job that restarts anyway (it starts or
+    shrinks now) grows worker by worker. A job that keeps its size must first clear the
+    restart: it enters as one block, from its size to the smallest size whose time saved
+    exceeds `gain_margin` restarts.
     """
     restart_threshold = settings.gain_margin * settings.restart_cost_s
     heap: list[tuple[float, int, int, int]] = []
@@ -682,6 +687,9 @@ def _grow(ordered: list[_JobState], ledger: _Ledger, settings: PolicySettings) -
 
     def push(index: int, job: _JobState, to_workers: int) -> None:
         nonlocal sequence
+        refill = to_workers <= job.request.current_workers
+        if not refill and not (growth_allowed and _efficient_step(job, to_workers, settings)):
+            return
         gpus = (to_workers - job.target) * job.request.gpus_per_worker
         value = _completion_gain(job, job.target, to_workers) / gpus
         if value > 0:
@@ -708,6 +716,14 @@ def _grow(ordered: list[_JobState], ledger: _Ledger, settings: PolicySettings) -
         job.target = to_workers
         if to_workers < job.cap:
             push(index, job, to_workers + 1)
+
+
+def _efficient_step(job: _JobState, to_workers: int, settings: PolicySettings) -> bool:
+    """Return whether each worker added from the job's target to `to_workers` adds at least
+    `min_step_efficiency` of the speed-up per worker that the job has at its target."""
+    before = job.scaling.speedup(job.target)
+    added = (job.scaling.speedup(to_workers) - before) / (to_workers - job.target)
+    return added >= settings.min_step_efficiency * before / job.target
 
 
 def _build_allocation(ordered: list[_JobState], ledger: _Ledger, ceilings: Sequence[Ceiling]) -> Allocation:
