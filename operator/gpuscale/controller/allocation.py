@@ -78,7 +78,7 @@ def _list_cluster(api: KubeApi) -> tuple[list[dict], list[dict], list[dict], lis
 def run_pass(api: KubeApi, ledger: CostLedger, now: datetime) -> PassResult:
     """List the cluster, decide every job's workers, and account the cost since the last pass."""
     jobs, pods, nodes, namespaces, policies = _list_cluster(api)
-    # Only pods that hold GPUs matter for capacity; the operator's own pods always count.
+    # Unbound pods of other workloads hold no GPU yet; the operator's own pods always count.
     pods = [p for p in pods if LABEL_JOB_NAME in (p["metadata"].get("labels") or {}) or "nodeName" in p["spec"]]
     snapshot = build_snapshot(jobs, pods, nodes, namespaces, policies, now)
     decision_set = allocate(snapshot.jobs, snapshot.pools, snapshot.ceilings, snapshot.settings)

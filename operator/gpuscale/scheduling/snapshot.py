@@ -1,4 +1,4 @@
-"""Turn cluster objects (as plain dicts) into the allocation policy's input, and its output back.
+"""Turn cluster objects (as plain dicts) into the allocation policy's input.
 
 Pure: the allocation loop in the controller lists TrainingJobs, pods, nodes, namespaces and
 CostPolicies, and this module does the rest, so the translation is unit-tested without a cluster.
@@ -43,7 +43,7 @@ class Snapshot:
     ceilings: list[Ceiling]
     settings: PolicySettings
     policies: list[PolicyView]
-    # Dollars per hour that each job holds now: GPUs of all its pods, pending and stopping included.
+    # Dollars per hour that each job spends now: GPUs of all its pods, pending and stopping included.
     spend_now: dict[str, float] = field(default_factory=dict)
     gpus_now: dict[str, int] = field(default_factory=dict)
     invalid_policies: dict[str, str] = field(default_factory=dict)
