@@ -95,6 +95,8 @@ def test_three_workers_start_with_tf_config(kubectl: Kubectl, operator: Operator
 
     assert status["workers"] == 3
     assert status["generation"] == 1
+    assert "waitingReason" not in status
+    assert "queuePosition" not in status
     service = kubectl.get("service", "three-workers", namespace)
     assert service["spec"]["clusterIP"] == "None"
     assert service["spec"]["publishNotReadyAddresses"] is True
@@ -199,3 +201,29 @@ def test_delete_while_operator_down(kubectl: Kubectl, operator: OperatorProcess,
     time.sleep(12)
     assert not worker_pods(kubectl, namespace)
     assert not kubectl.exists("trainingjob", "three-workers", namespace)
+
+
+def test_image_change_rolls_out_new_generation(kubectl: Kubectl, operator: OperatorProcess, namespace: str) -> None:
+    kubectl.apply(example("three-workers.yaml"), namespace)
+    wait_for_phase(kubectl, namespace, "Running")
+
+    kubectl.run("patch", "trainingjob", "three-workers", "-n", namespace, "--type=merge",
+                "-p", '{"spec":{"image":"gpuscale/trainer:0.2.0"}}')
+
+    wait_until(lambda: len(live_pods(kubectl, namespace, 2)) == 3, what="generation 2 to start")
+    status = wait_for_phase(kubectl, namespace, "Running")
+    assert status["restarts"] == 0
+    images = {p["spec"]["containers"][0]["image"] for p in live_pods(kubectl, namespace, 2)}
+    assert images == {"gpuscale/trainer:0.2.0"}
+    assert "SpecChanged" in [e["reason"] for e in kubectl.events(namespace, "three-workers")]
+
+
+def test_worker_larger_than_nodes_waits_with_reason(kubectl: Kubectl, operator: OperatorProcess, namespace: str) -> None:
+    kubectl.apply(example("three-workers.yaml", gpusPerWorker=5), namespace)
+
+    status = wait_until(lambda: (s := job_status(kubectl, namespace)).get("waitingReason") == "WorkerLargerThanNodes" and s,
+                        what="the job to report that no node fits a worker")
+
+    assert status["phase"] == "Queued"
+    assert "the largest schedulable node has 4" in condition(status, "Admitted")["message"]
+    assert not worker_pods(kubectl, namespace)

@@ -207,3 +207,32 @@ def test_unchanged_state_plans_nothing() -> None:
     assert second.status == first.status
     assert not second.events
     assert not second.create_pods and not second.delete_pods
+
+
+def test_status_patch_clears_dropped_fields() -> None:
+    from gpuscale.controller.reconcile import status_patch
+
+    patch = status_patch({"phase": "Queued", "queuePosition": 2, "waitingReason": "CostCeiling"},
+                         {"phase": "Running"})
+
+    assert patch == {"phase": "Running", "queuePosition": None, "waitingReason": None}
+
+
+def test_changed_pod_spec_rolls_out_new_generation() -> None:
+    pods = [ObservedPod(f"mnist-g1-w{i}", 1, i, 3, "Running", template_hash="old") for i in range(3)]
+
+    plan = plan_job(job(running_status(), pods, template_hash="new"))
+
+    assert plan.status["generation"] == 2
+    assert plan.status["restarts"] == 0
+    assert len(plan.delete_pods) == 3
+    assert "SpecChanged" in [e.reason for e in plan.events]
+
+
+def test_unchanged_pod_spec_keeps_group() -> None:
+    pods = [ObservedPod(f"mnist-g1-w{i}", 1, i, 3, "Running", template_hash="same") for i in range(3)]
+
+    plan = plan_job(job(running_status(), pods, template_hash="same"))
+
+    assert plan.status["generation"] == 1
+    assert not plan.delete_pods

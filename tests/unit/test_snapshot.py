@@ -140,3 +140,15 @@ def test_label_selector_expressions() -> None:
     assert not selector_matches({"matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["gold"]}]}, labels)
     assert not selector_matches({"matchExpressions": [{"key": "owner", "operator": "Exists"}]}, labels)
     assert selector_matches({"matchExpressions": [{"key": "owner", "operator": "DoesNotExist"}]}, labels)
+
+
+def test_worker_larger_than_every_node_is_blocked() -> None:
+    body = job("big", gpus=5, minimum=1, maximum=1)
+    snapshot = build_snapshot([body], [], [node("n1", 4), node("n2", 4)], [namespace("team-a")], [policy("p")], NOW)
+
+    allocation = _job_allocation("team-a/big", body, snapshot, None, CostLedger(), NOW)
+
+    assert snapshot.jobs == []
+    assert allocation.workers == 0
+    assert allocation.blocked[:2] == ("Queued", "WorkerLargerThanNodes")
+    assert "the largest schedulable node has 4" in allocation.blocked[2]

@@ -106,11 +106,14 @@ def _job_allocation(key: str, body: dict, snapshot: Snapshot, decision: JobDecis
     except InvalidObjectError:
         return Allocation(workers=0, **costs)
     if spec.max_total_cost is not None and total >= float(spec.max_total_cost):
-        message = (f"spent ${total:.2f} of maxTotalCost ${float(spec.max_total_cost):.2f}; "
+        message = (f"spent ${total:.4f} of maxTotalCost ${float(spec.max_total_cost):.4f}; "
                    "raise spec.maxTotalCost to resume from the checkpoint")
         return Allocation(workers=0, blocked=("Suspended", "BudgetExceeded", message),
                           waiting_reason="BudgetExceeded", **costs)
 
+    if key in snapshot.oversized_jobs:
+        return Allocation(workers=0, blocked=("Queued", "WorkerLargerThanNodes", snapshot.oversized_jobs[key]),
+                          waiting_reason="WorkerLargerThanNodes", **costs)
     if key in snapshot.cpu_only_jobs:
         return Allocation(workers=spec.workers.min, **costs)
     if decision is None:

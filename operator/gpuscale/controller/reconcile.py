@@ -8,12 +8,15 @@ the next pass continues without duplicate pods or a miscounted restart.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from kubernetes.client.rest import ApiException
 
+from gpuscale.api.models import GROUP
 from gpuscale.api.parsing import InvalidObjectError, parse_training_job_spec
 from gpuscale.controller.kube import KubeApi
 from gpuscale.planning.children import CONTAINER_NAME, JobIdentity, build_service, build_worker_pod
@@ -26,6 +29,11 @@ from gpuscale.planning.names import (
     job_selector_string,
     service_name,
 )
+
+# Spec fields that do not shape a worker pod: changing them never replaces the running group.
+NON_TEMPLATE_FIELDS = ("workers", "suspend", "priority", "backoffLimit", "activeDeadlineSeconds",
+                       "ttlSecondsAfterFinished", "costCeilingPerHour", "maxTotalCost")
+ANNOTATION_TEMPLATE_HASH = f"{GROUP}/template-hash"
 
 # Status fields that kopf or other writers own; the planner neither reads nor compares them.
 FOREIGN_STATUS_FIELDS = ("kopf",)
@@ -42,6 +50,12 @@ class Allocation:
     waiting_reason: str | None = None
     cost_per_hour: str | None = None
     total_cost: str | None = None
+
+
+def template_hash(spec: dict) -> str:
+    """Hash the spec fields that shape a worker pod (image, command, args, env, resources, ...)."""
+    shaping = {key: value for key, value in spec.items() if key not in NON_TEMPLATE_FIELDS}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def utc_now() -> datetime:
@@ -69,7 +83,17 @@ def observe_pod(pod: dict) -> ObservedPod | None:
         name=metadata["name"], generation=generation, index=index, group_size=group_size,
         phase=status.get("phase") or "Pending", deleting=bool(metadata.get("deletionTimestamp")),
         exit_code=exit_code, termination_message=message,
+        template_hash=(metadata.get("annotations") or {}).get(ANNOTATION_TEMPLATE_HASH),
     )
+
+
+def status_patch(current: dict, desired: dict) -> dict:
+    """Return the JSON merge patch from `current` to `desired`: a dropped field is sent as null."""
+    patch = dict(desired)
+    for key in current:
+        if key not in desired:
+            patch[key] = None
+    return patch
 
 
 def _own_status(body: dict) -> dict:
@@ -105,6 +129,7 @@ def reconcile(api: KubeApi, namespace: str, name: str, *, logger: logging.Logger
         allocated_workers=allocation.workers if allocation else None,
         blocked=allocation.blocked if allocation else None,
         waiting=allocation.waiting if allocation else None,
+        template_hash=template_hash(body.get("spec") or {}),
     )
     plan = plan_job(state)
     status = plan.status
@@ -115,12 +140,15 @@ def reconcile(api: KubeApi, namespace: str, name: str, *, logger: logging.Logger
         _apply_allocation_fields(status, allocation)
 
     # 3. Apply: status first, then deletions, then creations.
-    if status != _own_status(body):
-        api.patch_job_status(namespace, name, status)
+    current = _own_status(body)
+    if status != current:
+        api.patch_job_status(namespace, name, status_patch(current, status))
     for event in plan.events:
         log = logger.warning if event.type == "Warning" else logger.info
         log("%s: %s", event.reason, event.message)
         _post_event(api, body, event, logger)
+    if plan.delete_pods:
+        logger.info("deleting pods %s (phase %s)", ", ".join(plan.delete_pods), status.get("phase"))
     for pod_name in plan.delete_pods:
         api.delete_pod(namespace, pod_name)
     identity = JobIdentity(name=name, namespace=namespace, uid=body["metadata"]["uid"])
@@ -128,9 +156,12 @@ def reconcile(api: KubeApi, namespace: str, name: str, *, logger: logging.Logger
         api.delete_service(namespace, service_name(name))
     if plan.create_service:
         api.create_service(build_service(spec, identity))
+    spec_hash = template_hash(body.get("spec") or {})
     for pod in plan.create_pods:
-        api.create_pod(build_worker_pod(spec, identity, generation=pod.generation, num_workers=pod.group_size,
-                                        index=pod.index))
+        manifest = build_worker_pod(spec, identity, generation=pod.generation, num_workers=pod.group_size,
+                                    index=pod.index)
+        manifest["metadata"]["annotations"][ANNOTATION_TEMPLATE_HASH] = spec_hash
+        api.create_pod(manifest)
     if plan.create_pods:
         logger.info("created %d worker pods of generation %d", len(plan.create_pods), plan.create_pods[0].generation)
     if plan.delete_job:

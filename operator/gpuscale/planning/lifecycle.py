@@ -44,6 +44,8 @@ class ObservedPod:
     deleting: bool = False
     exit_code: int | None = None
     termination_message: str | None = None
+    # Hash of the spec fields the pod was built from; None for pods created before it was recorded.
+    template_hash: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -73,6 +75,8 @@ class JobState:
     blocked: tuple[str, str, str] | None = None
     # Why the allocator keeps the job waiting: (reason, message), shown while it is queued.
     waiting: tuple[str, str] | None = None
+    # Hash of the spec fields that shape a worker pod; a group built from another hash is replaced.
+    template_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,15 @@ class _Planner:
                                                  f"{self.generation + 1}; workers checkpoint before they stop")
             group_size = None
 
+        # 3b. The spec that shapes the pods changed (image, args, resources...): roll it out as a
+        # new generation, because a running group cannot change in place.
+        if group_size is not None and self.job.template_hash is not None and any(
+                p.template_hash not in (None, self.job.template_hash) for p in self.current):
+            self.event("SpecChanged", f"the pod spec changed; replacing the {group_size} workers with generation "
+                                      f"{self.generation + 1}")
+            self.start_new_generation(PENDING, "rolling out the changed spec; workers checkpoint before they stop")
+            group_size = None
+
         # 4. Old pods still stopping: wait, so that generations never overlap.
         self.delete(self.stale)
         if self.stale:
@@ -327,7 +340,9 @@ class _Planner:
                                         f"(exit {EXIT_CODE_PREEMPTED}); restarting the group")
                 self.start_new_generation(PENDING, "restarting after a preemption")
                 return False
-            return self.count_failure(f"worker {first.index} ({first.name}) failed with exit code {first.exit_code}")
+            detail = f": {first.termination_message.strip()[:300]}" if first.termination_message else ""
+            return self.count_failure(
+                f"worker {first.index} ({first.name}) failed with exit code {first.exit_code}{detail}")
 
         # c. A pod of a group that was fully running disappeared (deleted or evicted by someone else):
         # the group's collective is broken, so restart it, without counting, as for a preemption.
@@ -344,7 +359,7 @@ class _Planner:
         self.status["restarts"] = restarts
         limit = self.job.backoff_limit
         if restarts > limit:
-            self.fail("BackoffLimitExceeded", f"{message}; the group failed {restarts} times, over backoffLimit={limit}")
+            self.fail("BackoffLimitExceeded", f"{message}; that is failure {restarts}, over backoffLimit={limit}")
             return True
         self.event("WorkerFailed", f"{message}; restarting the group as generation {self.generation + 1} "
                                    f"(restart {restarts} of {limit})", warning=True)

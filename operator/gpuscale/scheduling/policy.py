@@ -762,10 +762,11 @@ def _describe_change(job: _JobState, price: float) -> Change:
     gpus_per_worker = request.gpus_per_worker
     cost_text = f"${before * gpus_per_worker * price:.2f}/h -> ${after * gpus_per_worker * price:.2f}/h"
     if before == 0:
-        message = f"start {after} workers ({after * gpus_per_worker} GPUs in pool {job.pool!r}, ${after * gpus_per_worker * price:.2f}/h)"
+        noun = "worker" if after == 1 else "workers"
+        message = f"start {after} {noun} ({after * gpus_per_worker} GPUs in pool {job.pool!r}, ${after * gpus_per_worker * price:.2f}/h)"
         return Change(ChangeReason.ADMIT, before, after, message)
     if after == 0:
-        message = f"stop {before} workers: {job.wait_message}"
+        message = f"stop {before} {'worker' if before == 1 else 'workers'}: {job.wait_message}"
         return Change(ChangeReason.PREEMPT, before, after, message)
     if after > before:
         saved = _time_saved(job, before, after)

@@ -50,6 +50,8 @@ class Snapshot:
     interval_seconds: int = 30
     # Jobs with gpusPerWorker 0: they run at their minimum, outside the policy.
     cpu_only_jobs: list[str] = field(default_factory=list)
+    # Jobs whose single worker needs more GPUs than any node has, with the message saying so.
+    oversized_jobs: dict[str, str] = field(default_factory=dict)
 
 
 def parse_time(text: str) -> datetime:
@@ -141,6 +143,7 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
 
     # 1. Pools: allocatable GPUs per price class on schedulable nodes, less GPUs of foreign pods.
     node_class = {}
+    node_gpus: dict[str, int] = {}
     capacity: dict[str, int] = defaultdict(int)
     for node in nodes:
         gpus = int((node.get("status", {}).get("allocatable") or {}).get(GPU_RESOURCE, 0) or 0)
@@ -148,6 +151,7 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
             continue
         pool = node_pool(node, views)
         node_class[node["metadata"]["name"]] = pool
+        node_gpus[node["metadata"]["name"]] = gpus
         capacity[pool] += gpus
     job_keys = {f"{j['metadata']['namespace']}/{j['metadata']['name']}" for j in jobs}
     pods_by_job: dict[str, list[dict]] = defaultdict(list)
@@ -171,7 +175,8 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
     first_pool = min(pools, key=lambda p: (p.price_per_gpu_hour, p.name)).name
 
     # 2. Jobs: every TrainingJob that may hold or want GPUs.
-    requests, spend_now, gpus_now, cpu_only = [], {}, {}, []
+    requests, spend_now, gpus_now, cpu_only, too_large = [], {}, {}, [], {}
+    largest_node_gpus = max(node_gpus.values(), default=0)
     for body in jobs:
         metadata = body["metadata"]
         key = f"{metadata['namespace']}/{metadata['name']}"
@@ -187,6 +192,13 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
         gpus_now[key] = held
         spend_now[key] = held * pool_price(request.price_class or first_pool, views)
         if spec.suspend:
+            continue
+        if spec.gpus_per_worker > largest_node_gpus:
+            # The scheduler places each worker pod on one node, so a worker larger than every node
+            # never runs; admitting it would hold (and bill) GPUs that no pod can use.
+            too_large[key] = (f"each worker needs {spec.gpus_per_worker} {GPU_RESOURCE}, but the largest "
+                              f"schedulable node has {largest_node_gpus}; lower spec.gpusPerWorker or add "
+                              "larger nodes")
             continue
         if spec.gpus_per_worker == 0:
             # A CPU-only job holds no GPU and costs nothing under a GPU price, so the policy has
@@ -211,7 +223,8 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
         restart_cost_s=float(max((v.restart_cost_seconds for v in views), default=120)),
     )
     interval = min((v.interval_seconds for v in views), default=30)
-    return Snapshot(requests, pools, ceilings, settings, views, spend_now, gpus_now, invalid, interval, cpu_only)
+    return Snapshot(requests, pools, ceilings, settings, views, spend_now, gpus_now, invalid, interval, cpu_only,
+                    too_large)
 
 
 def _job_request(key, spec, status, pods, node_class, first_pool, metadata, now, pool_names):
