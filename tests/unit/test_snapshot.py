@@ -152,3 +152,16 @@ def test_worker_larger_than_every_node_is_blocked() -> None:
     assert allocation.workers == 0
     assert allocation.blocked[:2] == ("Queued", "WorkerLargerThanNodes")
     assert "the largest schedulable node has 4" in allocation.blocked[2]
+
+
+def test_job_billed_at_governing_policy_price() -> None:
+    namespaces = [namespace("team-a", team="research"), namespace("team-b")]
+    policies = [policy("research", None, {"matchLabels": {"team": "research"}}, price="1.00"),
+                policy("other", None, {"matchLabels": {"team": "other"}}, price="3.00")]
+    pods = [pod("a", 0, ns="team-a", size=1), pod("b", 0, ns="team-b", size=1)]
+
+    snapshot = build_snapshot([job("a", "team-a"), job("b", "team-b")], pods, [node("n1", 8)], namespaces,
+                              policies, NOW)
+
+    assert snapshot.spend_now["team-a/a"] == 1.0
+    assert snapshot.spend_now["team-b/b"] == 3.0

@@ -128,8 +128,9 @@ def node_pool(node: dict, policies: list[PolicyView]) -> str:
 def pool_price(pool: str, policies: list[PolicyView]) -> float:
     """Return the price of a GPU-hour in a class.
 
-    NOTE: when several policies price the same class differently, the highest price is used for
-    every ceiling, which may keep a job out that a cheaper policy would admit.
+    NOTE: the policy takes one price per class, so when several policies price a class differently
+    the highest price is used for every ceiling, which may keep a job out that a cheaper policy
+    would admit. Spend in status uses the prices of the policies that govern the job.
     """
     if not policies:
         return 0.0
@@ -190,7 +191,9 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
         request, held = _job_request(key, spec, status, pods_by_job[key], node_class, first_pool, metadata, now,
                                      {p.name for p in pools})
         gpus_now[key] = held
-        spend_now[key] = held * pool_price(request.price_class or first_pool, views)
+        # A job is billed at the prices of the policies that select its namespace, when any do.
+        governing = [v for v in views if metadata["namespace"] in v.namespaces] or views
+        spend_now[key] = held * pool_price(request.price_class or first_pool, governing)
         if spec.suspend:
             continue
         if spec.gpus_per_worker > largest_node_gpus:
