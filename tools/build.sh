@@ -21,7 +21,8 @@ pinned_version() {
 k8s_version=$(pinned_version k8s k8s.io/kubernetes)
 etcd_version=$(pinned_version etcd go.etcd.io/etcd/server/v3)
 kwok_version=$(pinned_version kwok sigs.k8s.io/kwok)
-k8s_bin=$cache/k8s-$k8s_version/bin
+# The suffix names the build recipe: bump it when the flags change, so cached binaries are rebuilt.
+k8s_bin=$cache/k8s-$k8s_version-r2/bin
 etcd_bin=$cache/etcd-$etcd_version/bin
 kwok_bin=$cache/kwok-$kwok_version/bin
 
@@ -35,16 +36,26 @@ if ! command -v go >/dev/null; then
   exit 1
 fi
 
+# Version stamps that `make` in the Kubernetes repository would set; without them the binaries
+# report v0.0.0-master+$Format:%H$, which `kubectl version` cannot parse.
+k8s_minor=${k8s_version#v1.}
+k8s_minor=${k8s_minor%%.*}
+k8s_ldflags=""
+for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ldflags+=" -X $package.gitVersion=$k8s_version -X $package.gitMajor=1 -X $package.gitMinor=$k8s_minor"
+  k8s_ldflags+=" -X $package.gitTreeState=clean -X $package.buildDate=1970-01-01T00:00:00Z"
+done
+
 # Build one binary unless it is already in the cache.
 build() {
-  local module_dir=$1 package=$2 out=$3
+  local module_dir=$1 package=$2 out=$3 extra_ldflags=${4:-}
   if [[ -x "$out" ]]; then
     echo "  $(basename "$out"): cached at $out"
     return
   fi
   mkdir -p "$(dirname "$out")"
   local started=$SECONDS
-  (cd "$tools_dir/$module_dir" && go build -tags tools -trimpath -ldflags='-s -w' -o "$out.partial" "$package")
+  (cd "$tools_dir/$module_dir" && go build -tags tools -trimpath -ldflags="-s -w$extra_ldflags" -o "$out.partial" "$package")
   mv "$out.partial" "$out"
   echo "  $(basename "$out"): built in $((SECONDS - started)) s"
 }
@@ -54,6 +65,6 @@ total_started=$SECONDS
 build etcd go.etcd.io/etcd/server/v3 "$etcd_bin/etcd"
 build kwok sigs.k8s.io/kwok/cmd/kwok "$kwok_bin/kwok"
 for command in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-  build k8s "k8s.io/kubernetes/cmd/$command" "$k8s_bin/$command"
+  build k8s "k8s.io/kubernetes/cmd/$command" "$k8s_bin/$command" "$k8s_ldflags"
 done
 echo "Tools ready in $((SECONDS - total_started)) s"
