@@ -140,7 +140,7 @@ def start_cluster(stack: ExitStack, state_dir: Path) -> LocalCluster:
     cluster = LocalCluster(config, log=lambda line: say(f"  {line}"))
     stack.callback(cluster.stop)
     cluster.start()
-    say(f"  kubeconfig: export KUBECONFIG={config.kubeconfig}")
+    say(f"  to watch from another terminal while the demo runs: export KUBECONFIG={config.kubeconfig}")
     return cluster
 
 
