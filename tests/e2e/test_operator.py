@@ -148,7 +148,9 @@ def test_backoff_limit_counts_across_operator_restart(kubectl: Kubectl, operator
     operator.stop()
     operator.start()
     wait_for_phase(kubectl, namespace, "Running")
-    assert len(worker_pods(kubectl, namespace)) == 3
+    time.sleep(3)  # the restarted operator's first events and allocation pass
+    assert [p["metadata"]["name"] for p in worker_pods(kubectl, namespace)] == [
+        f"three-workers-g2-w{i}" for i in range(3)], "the restart replaced the running group"
     assert job_status(kubectl, namespace)["restarts"] == 1
 
     # 3. Second failure: generation 3. Third failure: over backoffLimit=2, so the job fails.

@@ -236,3 +236,18 @@ def test_unchanged_pod_spec_keeps_group() -> None:
 
     assert plan.status["generation"] == 1
     assert not plan.delete_pods
+
+
+def test_pending_allocation_keeps_running_group() -> None:
+    plan = plan_job(job(running_status(), group(1, 3), allocated_workers=0, allocation_pending=True))
+
+    assert plan.status["phase"] == "Running"
+    assert plan.status["generation"] == 1
+    assert not plan.delete_pods
+
+
+def test_pending_allocation_queues_new_job() -> None:
+    plan = plan_job(job(allocated_workers=0, allocation_pending=True, waiting=("Scheduling", "waiting")))
+
+    assert plan.status["phase"] == "Queued"
+    assert not plan.create_pods

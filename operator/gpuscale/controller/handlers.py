@@ -29,9 +29,10 @@ from gpuscale.planning.names import LABEL_JOB_NAME, LABEL_MANAGED_BY, MANAGED_BY
 RESYNC_INTERVAL_SECONDS = 10.0
 # After a poke, wait this long so that a burst of events (a job and its pods) makes one pass.
 POKE_SETTLE_SECONDS = 0.2
-# What a job waits on between its creation and the first allocation pass that sees it.
+# The allocation of a job that no pass has decided yet: a new job, or every job right after an
+# operator restart. A running group keeps its size until the first pass; a new job waits for it.
 AWAITING_ALLOCATION = Allocation(workers=0, waiting=("Scheduling", "waiting for the next allocation pass"),
-                                 waiting_reason="Scheduling")
+                                 waiting_reason="Scheduling", pending=True)
 log = logging.getLogger("gpuscale.controller")
 
 

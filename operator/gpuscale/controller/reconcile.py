@@ -46,6 +46,8 @@ class Allocation:
     workers: int
     blocked: tuple[str, str, str] | None = None
     waiting: tuple[str, str] | None = None
+    # No decision yet: the job keeps its running group, or waits when it has none.
+    pending: bool = False
     queue_position: int | None = None
     waiting_reason: str | None = None
     cost_per_hour: str | None = None
@@ -129,6 +131,7 @@ def reconcile(api: KubeApi, namespace: str, name: str, *, logger: logging.Logger
         allocated_workers=allocation.workers if allocation else None,
         blocked=allocation.blocked if allocation else None,
         waiting=allocation.waiting if allocation else None,
+        allocation_pending=allocation.pending if allocation else False,
         template_hash=template_hash(body.get("spec") or {}),
     )
     plan = plan_job(state)

@@ -70,6 +70,9 @@ class JobState:
     ttl_seconds_after_finished: int | None = None
     # The allocator's decision; None when no allocator runs, and then the job runs at min_workers.
     allocated_workers: int | None = None
+    # True before the allocator's first decision about this job (a new job, or any job right after
+    # an operator restart): a running group keeps its size and a job without one waits.
+    allocation_pending: bool = False
     # Set when the job must not run: (phase, reason, message), for example ("Suspended",
     # "BudgetExceeded", ...) or ("Queued", "CostCeilingBelowMinimum", ...).
     blocked: tuple[str, str, str] | None = None
@@ -165,6 +168,9 @@ class _Planner:
                 self.plan.delete_pods.append(pod.name)
 
     def target_workers(self) -> int:
+        if self.job.allocation_pending:
+            live = [p for p in self.current if not p.deleting]
+            return live[0].group_size if live else 0
         if self.job.allocated_workers is None:
             return self.job.min_workers
         return self.job.allocated_workers
