@@ -251,3 +251,14 @@ def test_pending_allocation_queues_new_job() -> None:
 
     assert plan.status["phase"] == "Queued"
     assert not plan.create_pods
+
+
+def test_pending_allocation_keeps_rescaling_phase() -> None:
+    status = running_status(generation=2)
+    status["phase"] = "Rescaling"
+
+    plan = plan_job(job(status, group(1, 3), allocated_workers=0, allocation_pending=True))
+
+    assert plan.status["phase"] == "Rescaling"
+    assert not plan.create_pods
+    assert not plan.events

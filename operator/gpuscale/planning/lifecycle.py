@@ -266,7 +266,11 @@ class _Planner:
         if self.current and self.handle_exits():
             return
 
-        # 2. No allocation yet: wait in the queue.
+        # 2. No allocation: wait in the queue. Before the first decision after an operator restart,
+        # a job between groups (rescaling, restarting) keeps its phase instead of showing Queued.
+        if target == 0 and self.job.allocation_pending and self.status.get("phase") in (PENDING, RESCALING):
+            self.delete(self.stale)
+            return
         if target == 0:
             reason, message = self.job.waiting or ("Queued", "waiting for GPUs or budget")
             if self.current:
