@@ -165,3 +165,13 @@ def test_job_billed_at_governing_policy_price() -> None:
 
     assert snapshot.spend_now["team-a/a"] == 1.0
     assert snapshot.spend_now["team-b/b"] == 3.0
+
+
+def test_stopping_pods_of_finished_job_hold_gpus() -> None:
+    done = job("done")
+    done["status"]["phase"] = "Succeeded"
+    pods = [pod("done", 0, deleting=True), pod("done", 1, deleting=True)]
+
+    snapshot = build_snapshot([done], pods, [node("n1", 8)], [namespace("team-a")], [policy("p")], NOW)
+
+    assert snapshot.pools[0].stopping_gpus == 2

@@ -154,7 +154,10 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
         node_class[node["metadata"]["name"]] = pool
         node_gpus[node["metadata"]["name"]] = gpus
         capacity[pool] += gpus
-    job_keys = {f"{j['metadata']['namespace']}/{j['metadata']['name']}" for j in jobs}
+    # Pods of finished or deleted jobs may still be stopping: they count as foreign GPUs below.
+    job_keys = {f"{j['metadata']['namespace']}/{j['metadata']['name']}" for j in jobs
+                if not j["metadata"].get("deletionTimestamp")
+                and (j.get("status") or {}).get("phase") not in FINISHED_PHASES}
     pods_by_job: dict[str, list[dict]] = defaultdict(list)
     stopping_foreign: dict[str, int] = defaultdict(int)
     for pod in pods:
