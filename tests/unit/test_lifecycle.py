@@ -51,7 +51,8 @@ def test_all_pods_running_makes_job_running() -> None:
     assert plan.status["phase"] == "Running"
     assert plan.status["workers"] == 3
     assert condition(plan, "Ready")["status"] == "True"
-    assert not plan.create_pods and not plan.delete_pods
+    assert not plan.create_pods
+    assert not plan.delete_pods
 
 
 def test_partly_created_group_gets_missing_pods() -> None:
@@ -206,7 +207,8 @@ def test_unchanged_state_plans_nothing() -> None:
 
     assert second.status == first.status
     assert not second.events
-    assert not second.create_pods and not second.delete_pods
+    assert not second.create_pods
+    assert not second.delete_pods
 
 
 def test_status_patch_clears_dropped_fields() -> None:

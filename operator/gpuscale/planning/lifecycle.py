@@ -5,8 +5,8 @@ here talks to the API server, so every transition is unit-tested with plain data
 
 A job runs one worker group at a time. A group is identified by `status.generation` and every pod
 of it carries that number in a label. Restarting after a failure, rescaling and resuming after a
-suspension all start a new generation: the planner records the new number in status first, deletes
-the old group, waits until its pods are gone, and only then creates the new pods. So two
+suspension all start a new generation. The planner records the new number in status first, then
+deletes the old group, waits until its pods are gone, and only then creates the new pods. So two
 generations never run at once and an operator restart at any point reaches the same state.
 """
 

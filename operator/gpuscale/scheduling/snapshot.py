@@ -201,7 +201,7 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
             continue
         if spec.gpus_per_worker > largest_node_gpus:
             # The scheduler places each worker pod on one node, so a worker larger than every node
-            # never runs; admitting it would hold (and bill) GPUs that no pod can use.
+            # never runs. Admitting it would reserve (and bill) GPUs that no pod can use.
             too_large[key] = (f"each worker needs {spec.gpus_per_worker} {GPU_RESOURCE}, but the largest "
                               f"schedulable node has {largest_node_gpus}; lower spec.gpusPerWorker or add "
                               "larger nodes")
@@ -242,7 +242,12 @@ def _job_request(key, spec, status, pods, node_class, first_pool, metadata, now,
     if current:
         current_workers = int(current[0]["metadata"].get("annotations", {}).get(ANNOTATION_NUM_WORKERS, len(current)))
     classes = [node_class[p["spec"]["nodeName"]] for p in pods if p["spec"].get("nodeName") in node_class]
-    price_class = classes[0] if classes else (first_pool if pods else None)
+    if classes:
+        price_class = classes[0]
+    elif pods:
+        price_class = first_pool
+    else:
+        price_class = None
     if price_class is not None and price_class not in pool_names:
         price_class = first_pool
     started = [parse_time(p["metadata"]["creationTimestamp"]) for p in current]
