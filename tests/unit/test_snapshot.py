@@ -175,3 +175,16 @@ def test_stopping_pods_of_finished_job_hold_gpus() -> None:
     snapshot = build_snapshot([done], pods, [node("n1", 8)], [namespace("team-a")], [policy("p")], NOW)
 
     assert snapshot.pools[0].stopping_gpus == 2
+
+
+def test_ceiling_below_minimum_named_in_wait() -> None:
+    body = job("a", minimum=2, maximum=2)
+    snapshot = build_snapshot([body], [], [node("n1", 8)], [namespace("team-a")], [policy("tight", "1.00")], NOW)
+    decision = allocate(snapshot.jobs, snapshot.pools, snapshot.ceilings, snapshot.settings).decisions["team-a/a"]
+
+    allocation = _job_allocation("team-a/a", body, snapshot, decision, CostLedger(), NOW)
+
+    assert allocation.workers == 0
+    assert allocation.waiting_reason == "PolicyCeilingBelowMinimum"
+    assert "costs at least $4.00/h" in allocation.waiting[1]
+    assert "CostPolicy 'tight'" in allocation.waiting[1]

@@ -121,12 +121,32 @@ def _job_allocation(key: str, body: dict, snapshot: Snapshot, decision: JobDecis
     if decision.wait is not None:
         reason = WAIT_REASONS.get(decision.wait.reason, decision.wait.reason.value)
         message = f"queue position {decision.wait.position}: {decision.wait.message}"
+        never_fits = _ceiling_below_minimum(key, decision, snapshot)
+        if never_fits is not None:
+            reason, message = "PolicyCeilingBelowMinimum", f"queue position {decision.wait.position}: {never_fits}"
         if decision.wait.reason == WaitReason.OWN_CEILING:
             return Allocation(workers=0, blocked=("Queued", reason, decision.wait.message), waiting_reason=reason,
                               queue_position=decision.wait.position, **costs)
         return Allocation(workers=0, waiting=(reason, message), waiting_reason=reason,
                           queue_position=decision.wait.position, **costs)
     return Allocation(workers=decision.target_workers, **costs)
+
+
+def _ceiling_below_minimum(key: str, decision: JobDecision, snapshot: Snapshot) -> str | None:
+    """Explain a wait on a CostPolicy ceiling that is lower than the job's minimum could ever cost."""
+    if decision.wait is None or decision.wait.reason != WaitReason.CEILING:
+        return None
+    request = next((r for r in snapshot.jobs if r.key == key), None)
+    ceiling = next((c for c in snapshot.ceilings if c.name == decision.wait.ceiling), None)
+    if request is None or ceiling is None or not snapshot.pools:
+        return None
+    cheapest = min(p.price_per_gpu_hour for p in snapshot.pools)
+    minimum_cost = request.min_workers * request.gpus_per_worker * cheapest
+    if minimum_cost <= ceiling.limit_per_hour:
+        return None
+    return (f"its minimum of {request.min_workers} workers costs at least ${minimum_cost:.2f}/h, above the "
+            f"${ceiling.limit_per_hour:.2f}/h ceiling of CostPolicy {ceiling.name!r}; raise that ceiling or lower "
+            "spec.workers.min")
 
 
 def _policy_status(snapshot: Snapshot, decisions: dict[str, JobDecision]) -> dict[str, dict]:
