@@ -82,7 +82,7 @@ def create_job(custom: client.CustomObjectsApi, namespace: str, name: str) -> No
 
 
 def create_children(core: client.CoreV1Api, namespace: str, name: str) -> None:
-    """What the baseline script does: the Service and the pods, straight to the API server."""
+    """Create the Service and the pods straight through the API server, as the baseline script does."""
     spec = parse_training_job_spec(SPEC, name)
     owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": name}})
     identity = JobIdentity(name=name, namespace=namespace, uid=owner.metadata.uid)

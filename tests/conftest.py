@@ -1,7 +1,7 @@
 """Shared pytest wiring: the `e2e` marker is applied to everything under tests/e2e.
 
 The local control plane is started only by the fixtures in tests/e2e/conftest.py, and only when an
-e2e test asks for it, so pure unit tests never start a cluster.
+e2e test requests it, so pure unit tests never start a cluster.
 """
 
 from pathlib import Path

@@ -114,7 +114,8 @@ def test_three_workers_start_with_tf_config(kubectl: Kubectl, operator: Operator
         assert pod["spec"]["subdomain"] == "three-workers"
         assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
         owner = pod["metadata"]["ownerReferences"][0]
-        assert owner["kind"] == "TrainingJob" and owner["controller"] is True
+        assert owner["kind"] == "TrainingJob"
+        assert owner["controller"] is True
 
 
 def test_chief_success_finishes_job(kubectl: Kubectl, operator: OperatorProcess, namespace: str) -> None:

@@ -67,7 +67,7 @@ log = logging.getLogger("gpuscale_podrunner")
 
 @dataclass
 class RunnerConfig:
-    """What the runner adopts and where it keeps pods' files."""
+    """Settings of the runner: which pods it adopts and where it keeps their files."""
 
     state_dir: Path
     image_prefix: str = DEFAULT_IMAGE_PREFIX

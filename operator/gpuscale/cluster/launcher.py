@@ -49,7 +49,7 @@ class FakeNodeSet:
 
 @dataclass
 class ClusterConfig:
-    """What to start and where to keep its state."""
+    """Settings of the local cluster: the fake nodes to start and where to keep its state."""
 
     node_sets: list[FakeNodeSet] = field(default_factory=lambda: [FakeNodeSet()])
     kubeconfig: Path = field(

@@ -22,6 +22,17 @@ from gpuscale.api.models import VERSION as API_VERSION_NAME
 EVENT_SOURCE = "gpuscale-operator"
 
 
+def _call_ignoring(status: int, call, *args, **kwargs) -> bool:
+    """Make an API call; return False when it fails with `status` (404 gone, 409 exists), else True."""
+    try:
+        call(*args, **kwargs)
+    except ApiException as error:
+        if error.status == status:
+            return False
+        raise
+    return True
+
+
 class KubeApi:
     """The API calls that reconciling a TrainingJob needs."""
 
@@ -51,13 +62,9 @@ class KubeApi:
             API_GROUP, API_VERSION_NAME, namespace, TRAINING_JOB_PLURAL, name, {"status": status})
 
     def delete_job(self, namespace: str, name: str) -> None:
-        try:
-            self.custom.delete_namespaced_custom_object(
-                API_GROUP, API_VERSION_NAME, namespace, TRAINING_JOB_PLURAL, name,
-                body=client.V1DeleteOptions(propagation_policy="Background"))
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        _call_ignoring(404, self.custom.delete_namespaced_custom_object,
+                       API_GROUP, API_VERSION_NAME, namespace, TRAINING_JOB_PLURAL, name,
+                       body=client.V1DeleteOptions(propagation_policy="Background"))
 
     def list_pods(self, namespace: str, selector: str) -> list[dict]:
         return self._decode(self.core.list_namespaced_pod(
@@ -69,43 +76,19 @@ class KubeApi:
 
     def create_pod(self, pod: dict) -> bool:
         """Create a pod; return False when one of that name already exists."""
-        try:
-            self.core.create_namespaced_pod(pod["metadata"]["namespace"], pod)
-        except ApiException as error:
-            if error.status == 409:
-                return False
-            raise
-        return True
+        return _call_ignoring(409, self.core.create_namespaced_pod, pod["metadata"]["namespace"], pod)
 
     def delete_pod(self, namespace: str, name: str) -> None:
-        try:
-            self.core.delete_namespaced_pod(name, namespace)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        _call_ignoring(404, self.core.delete_namespaced_pod, name, namespace)
 
     def service_exists(self, namespace: str, name: str) -> bool:
-        try:
-            self.core.read_namespaced_service(name, namespace, _preload_content=False)
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        return _call_ignoring(404, self.core.read_namespaced_service, name, namespace, _preload_content=False)
 
     def create_service(self, service: dict) -> None:
-        try:
-            self.core.create_namespaced_service(service["metadata"]["namespace"], service)
-        except ApiException as error:
-            if error.status != 409:
-                raise
+        _call_ignoring(409, self.core.create_namespaced_service, service["metadata"]["namespace"], service)
 
     def delete_service(self, namespace: str, name: str) -> None:
-        try:
-            self.core.delete_namespaced_service(name, namespace)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        _call_ignoring(404, self.core.delete_namespaced_service, name, namespace)
 
     def patch_cost_policy_status(self, name: str, status: dict) -> None:
         self.custom.patch_cluster_custom_object_status(

@@ -41,7 +41,7 @@ FOREIGN_STATUS_FIELDS = ("kopf",)
 
 @dataclass(frozen=True)
 class Allocation:
-    """What the allocation loop decided for one job."""
+    """Decision of the allocation loop for one job."""
 
     workers: int
     blocked: tuple[str, str, str] | None = None

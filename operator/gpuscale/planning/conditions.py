@@ -7,7 +7,7 @@ def set_condition(conditions: list[dict], type_: str, status: bool, reason: str,
                   now: str, observed_generation: int) -> None:
     """Add or update the condition of `type_` in place.
 
-    lastTransitionTime changes only when the status flips, so it tells when the state last changed.
+    lastTransitionTime changes only when the status flips, so it records when the state last changed.
     """
     value = "True" if status else "False"
     for condition in conditions:

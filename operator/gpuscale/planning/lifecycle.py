@@ -203,7 +203,7 @@ class _Planner:
         return self.plan
 
     def finished(self) -> None:
-        # 1. Stop whatever still runs or holds GPUs: pods and the Service.
+        # 1. Stop whatever still runs or keeps GPUs: pods and the Service.
         self.delete(self.job.pods)
         self.plan.delete_service = self.job.service_exists
 

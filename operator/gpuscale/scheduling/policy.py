@@ -42,7 +42,7 @@ _MONEY_EPSILON = 1e-9
 
 
 class WaitReason(str, Enum):
-    """Why a job stays queued."""
+    """Reason a job stays queued."""
 
     CAPACITY = "Capacity"
     """Not enough free GPUs for the job's minimum, even after shrinking running jobs."""
@@ -55,7 +55,7 @@ class WaitReason(str, Enum):
 
 
 class ChangeReason(str, Enum):
-    """Why a job's worker count changes."""
+    """Reason a job's worker count changes."""
 
     ADMIT = "Admit"
     GROW = "Grow"
@@ -105,7 +105,7 @@ class ScalingModel:
 
 @dataclass(frozen=True)
 class JobRequest:
-    """One TrainingJob as the policy sees it, waiting or running."""
+    """One TrainingJob as input to the policy, waiting or running."""
 
     key: str
     """Unique id, such as "namespace/name"."""

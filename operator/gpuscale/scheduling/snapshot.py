@@ -207,7 +207,7 @@ def build_snapshot(jobs: list[dict], pods: list[dict], nodes: list[dict], namesp
                               "larger nodes")
             continue
         if spec.gpus_per_worker == 0:
-            # A CPU-only job holds no GPU and costs nothing under a GPU price, so the policy has
+            # A CPU-only job uses no GPU and costs nothing under a GPU price, so the policy has
             # nothing to decide: it runs at its minimum.
             cpu_only.append(key)
             continue
